@@ -1,0 +1,115 @@
+"""PPO: Gaussian actor and value MLPs, and the epochs x minibatches update inside `lax.scan`."""
+
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+from flax import struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from mimex_jax import parallel
+from mimex_jax.agents.ppo.losses import LossInputs, compute_gae, ppo_loss
+from mimex_jax.networks.mlp import ACTIVATIONS, MLP, GaussianPolicy, gaussian_log_prob
+
+
+@struct.dataclass
+class PPOParams:
+  policy: Any
+  value: Any
+
+
+class PPOBatch(NamedTuple):
+  """A rollout seen by the learner, time-major `[T, B, ...]`, observations normalized."""
+  obs: jax.Array
+  action: jax.Array
+  log_prob: jax.Array
+  reward: jax.Array  # extrinsic plus weighted intrinsic
+  terminated: jax.Array
+  done: jax.Array
+  next_obs: jax.Array
+
+
+class PPO:
+  """Clipped PPO with GAE; gradients are averaged over `axis_name` before each Adam step."""
+
+  def __init__(self, obs_size: int, action_size: int, config: Any, total_updates: int,
+               axis_name: Optional[str] = None):
+    self.config = config
+    self.axis_name = axis_name
+    activation = ACTIVATIONS[config.activation]
+    self.policy = GaussianPolicy(tuple(config.policy_hidden_sizes), action_size, activation,
+                                 init_std=config.init_std)
+    self.value_fn = MLP(tuple(config.value_hidden_sizes), 1, activation)
+    self.obs_size = obs_size
+    optimizer_steps = max(1, total_updates * config.num_epochs * config.num_minibatches)
+    if config.lr_schedule == "constant":
+      learning_rate = config.learning_rate
+    elif config.lr_schedule == "cosine":
+      learning_rate = optax.cosine_decay_schedule(config.learning_rate, optimizer_steps)
+    elif config.lr_schedule == "linear":
+      learning_rate = optax.linear_schedule(config.learning_rate, 0.0, optimizer_steps)
+    else:
+      raise ValueError(f"ppo.lr_schedule must be constant, cosine or linear, "
+                       f"got {config.lr_schedule!r}")
+    self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                                 optax.adam(learning_rate))
+
+  def init(self, key: jax.Array) -> Tuple[PPOParams, Any]:
+    policy_key, value_key = jax.random.split(key)
+    dummy = jnp.zeros((1, self.obs_size))
+    params = PPOParams(self.policy.init(policy_key, dummy), self.value_fn.init(value_key, dummy))
+    return params, self.optimizer.init(params)
+
+  def act(self, params: PPOParams, obs: jax.Array,
+          key: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """Samples `(action, log_prob)`; the env receives the action clipped to [-1, 1]."""
+    mean, log_std = self.policy.apply(params.policy, obs)
+    action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return action, gaussian_log_prob(action, mean, log_std)
+
+  def deterministic_action(self, params: PPOParams, obs: jax.Array) -> jax.Array:
+    return jnp.clip(self.policy.apply(params.policy, obs)[0], -1.0, 1.0)
+
+  def value(self, params: PPOParams, obs: jax.Array) -> jax.Array:
+    return self.value_fn.apply(params.value, obs)[..., 0]
+
+  def update(self, params: PPOParams, opt_state: Any, batch: PPOBatch,
+             key: jax.Array) -> Tuple[PPOParams, Any, Dict[str, jax.Array]]:
+    config = self.config
+    values = self.value(params, batch.obs)
+    next_values = self.value(params, batch.next_obs)
+    advantages, targets = compute_gae(batch.reward, values, next_values, batch.terminated,
+                                      batch.done, config.discount, config.gae_lambda)
+    flat = LossInputs(obs=batch.obs, action=batch.action, log_prob=batch.log_prob, value=values,
+                      advantage=advantages, value_target=targets)
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), flat)
+    num_samples = flat.obs.shape[0]
+    minibatch_size = num_samples // config.num_minibatches
+
+    def loss_fn(params, minibatch):
+      policy_out = self.policy.apply(params.policy, minibatch.obs)
+      value = self.value(params, minibatch.obs)
+      return ppo_loss(policy_out, value, minibatch, config.clip_epsilon, config.value_clip,
+                      config.value_coef, config.entropy_coef, config.normalize_advantage)
+
+    def sgd_step(carry, minibatch):
+      params, opt_state = carry
+      grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
+      grads = parallel.mean_across_devices(grads, self.axis_name)
+      updates, opt_state = self.optimizer.update(grads, opt_state, params)
+      metrics["grad_norm"] = optax.global_norm(grads)
+      return (optax.apply_updates(params, updates), opt_state), metrics
+
+    def epoch(carry, epoch_key):
+      order = jax.random.permutation(epoch_key, num_samples)[:minibatch_size *
+                                                             config.num_minibatches]
+      minibatches = jax.tree.map(
+          lambda x: x[order].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
+          flat)
+      return jax.lax.scan(sgd_step, carry, minibatches)
+
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state),
+                                                jax.random.split(key, config.num_epochs))
+    metrics = jax.tree.map(jnp.mean, metrics)
+    metrics["value_mean"] = values.mean()
+    return params, opt_state, metrics

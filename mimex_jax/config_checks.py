@@ -1,0 +1,123 @@
+"""Checks a training config before anything compiles; each problem is one line naming the key,
+the value and what is allowed."""
+
+from typing import Any, Callable, List, Tuple
+
+from mimex_jax import envs, intrinsic
+from mimex_jax.intrinsic.masking import num_kept
+from mimex_jax.networks.mlp import ACTIVATIONS
+
+
+class ConfigError(ValueError):
+  """A user error in the config: printed as one line, exit code 2."""
+
+
+def _get(config: Any, dotted: str) -> Any:
+  value = config
+  for part in dotted.split("."):
+    value = value[part]
+  return value
+
+
+def _positive_int(x):
+  return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def _nonneg_number(x):
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
+
+
+def _positive_number(x):
+  return _nonneg_number(x) and x > 0
+
+
+def _unit_interval(x):
+  return _nonneg_number(x) and x <= 1
+
+
+def _sizes(x):
+  return isinstance(x, (tuple, list)) and all(_positive_int(s) for s in x)
+
+
+_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
+    ("env.episode_length", _positive_int, "an integer >= 1"),
+    ("env.action_repeat", _positive_int, "an integer >= 1"),
+    ("seed", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
+    ("num_envs", _positive_int, "an integer >= 1"),
+    ("unroll_length", _positive_int, "an integer >= 1"),
+    ("total_steps", _positive_int, "an integer >= 1"),
+    ("log_every", _positive_int, "an integer >= 1 (updates)"),
+    ("eval_every", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0 (0: at the end)"),
+    ("eval_episodes", _positive_int, "an integer >= 1"),
+    ("ppo.learning_rate", _positive_number, "a number > 0"),
+    ("ppo.lr_schedule", lambda x: x in ("constant", "cosine", "linear"),
+     "constant, cosine or linear"),
+    ("ppo.num_epochs", _positive_int, "an integer >= 1"),
+    ("ppo.num_minibatches", _positive_int, "an integer >= 1"),
+    ("ppo.clip_epsilon", _positive_number, "a number > 0"),
+    ("ppo.value_coef", _nonneg_number, "a number >= 0"),
+    ("ppo.entropy_coef", _nonneg_number, "a number >= 0"),
+    ("ppo.max_grad_norm", _positive_number, "a number > 0"),
+    ("ppo.discount", _unit_interval, "a number in [0, 1]"),
+    ("ppo.gae_lambda", _unit_interval, "a number in [0, 1]"),
+    ("ppo.reward_scale", _nonneg_number, "a number >= 0"),
+    ("ppo.init_std", _positive_number, "a number > 0"),
+    ("ppo.policy_hidden_sizes", _sizes, "a tuple of integers >= 1"),
+    ("ppo.value_hidden_sizes", _sizes, "a tuple of integers >= 1"),
+    ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
+    ("intrinsic.kind", lambda x: x in intrinsic.KINDS, f"one of {intrinsic.KINDS}"),
+    ("intrinsic.k_expl", _nonneg_number, "a number >= 0"),
+    ("intrinsic.seq_len", _positive_int, "an integer >= 1"),
+    ("intrinsic.mask_ratio", lambda x: _nonneg_number(x) and x < 1, "0 <= mask_ratio < 1"),
+    ("intrinsic.n_mask", _positive_int, "an integer >= 1"),
+    ("intrinsic.learning_rate", _positive_number, "a number > 0"),
+    ("intrinsic.embedding", lambda x: x in ("obs", "random_projection"),
+     "obs or random_projection"),
+    ("intrinsic.embedding_dim", _positive_int, "an integer >= 1"),
+    ("intrinsic.embed_dim", lambda x: _positive_int(x) and x % 2 == 0, "an even integer >= 2"),
+    ("intrinsic.depth", _positive_int, "an integer >= 1"),
+    ("intrinsic.num_heads", _positive_int, "an integer >= 1"),
+    ("intrinsic.decoder_embed_dim", lambda x: _positive_int(x) and x % 2 == 0,
+     "an even integer >= 2"),
+    ("intrinsic.decoder_depth", _positive_int, "an integer >= 1"),
+    ("intrinsic.decoder_num_heads", _positive_int, "an integer >= 1"),
+]
+
+
+def check(config: Any, device_count: int) -> None:
+  """Raises `ConfigError` for the first problem found."""
+  for key, ok, allowed in _RULES:
+    value = _get(config, key)
+    if not ok(value):
+      raise ConfigError(f"config key {key}={value!r} is invalid; allowed: {allowed}")
+
+  try:
+    envs.spec(config.env.name)
+  except envs.UnknownTaskError as e:
+    raise ConfigError(f"config key env.name={config.env.name!r} is not a known task; "
+                      f"known: {', '.join(envs.task_names())}") from e
+
+  if config.num_envs % device_count:
+    raise ConfigError(f"config key num_envs={config.num_envs} does not divide among "
+                      f"{device_count} devices; use a multiple of {device_count}")
+  per_device_batch = config.num_envs // device_count * config.unroll_length
+  if per_device_batch % config.ppo.num_minibatches:
+    raise ConfigError(
+        f"config key ppo.num_minibatches={config.ppo.num_minibatches} does not divide the "
+        f"per-device batch num_envs/devices*unroll_length={per_device_batch}")
+
+  block = config.intrinsic
+  if block.kind == "mimex":
+    kept = num_kept(block.seq_len, block.mask_ratio)
+    if kept >= block.seq_len:
+      raise ConfigError(
+          f"config key intrinsic.mask_ratio={block.mask_ratio!r} masks no position of a "
+          f"sequence of seq_len={block.seq_len} (keeps int(T*(1-ratio))={kept}); raise it")
+    if kept == 0 and not block.use_cls:
+      raise ConfigError(
+          f"config key intrinsic.mask_ratio={block.mask_ratio!r} keeps no position of "
+          f"seq_len={block.seq_len} and use_cls=False leaves the encoder nothing; lower it")
+    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+      if block[width] % block[heads]:
+        raise ConfigError(f"config key intrinsic.{heads}={block[heads]} does not divide "
+                          f"intrinsic.{width}={block[width]}")

@@ -1,0 +1,85 @@
+"""Task registry: `make(name, **overrides)` returns a vectorizable `Env`.
+
+Names are MuJoCo Playground's DM Control Suite tasks (their XMLs ship with the package, so nothing
+is downloaded) and `brax/<name>` for Brax's own environments. Playground tasks run on the pure-JAX
+MJX backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp, is slower on CPU.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from mimex_jax.envs.core import Env
+
+BRAX_PREFIX = "brax/"
+
+# DM Control tasks whose reward is 1 inside the goal region and 0 outside (tolerance with zero
+# margin): success is reaching that reward.
+_SPARSE_PLAYGROUND_TASKS = (
+    "AcrobotSwingupSparse", "BallInCup", "CartpoleBalanceSparse", "CartpoleSwingupSparse",
+    "FingerTurnEasy", "FingerTurnHard", "ReacherEasy", "ReacherHard",
+)
+_BRAX_TASKS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+               "inverted_double_pendulum", "pusher", "reacher", "walker2d")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  name: str
+  build: Callable[[Dict[str, Any]], Any]  # overrides -> backend
+  default_episode_length: int
+  success_threshold: Optional[float]  # per-step reward that counts as success; None: undefined
+
+
+class UnknownTaskError(ValueError):
+  pass
+
+
+def _playground_backend(name: str, overrides: Dict[str, Any]) -> Any:
+  from mujoco_playground import registry as playground_registry  # slow import: only when used
+  defaults = playground_registry.get_default_config(name)
+  unknown = sorted(set(overrides) - set(defaults.keys()))
+  if unknown:
+    raise ValueError(f"env {name}: unknown override(s) {unknown}; "
+                     f"allowed: {sorted(defaults.keys())}")
+  return playground_registry.load(name, config_overrides={"impl": "jax", **overrides})
+
+
+def _brax_backend(name: str, overrides: Dict[str, Any]) -> Any:
+  from brax import envs as brax_envs
+  return brax_envs.get_environment(name, **{"backend": "mjx", **overrides})
+
+
+@functools.lru_cache(maxsize=None)
+def _playground_task_names() -> Tuple[str, ...]:
+  try:
+    from mujoco_playground import registry as playground_registry
+  except ImportError:  # Playground is a dependency, but keep Brax tasks usable without it
+    return ()
+  return tuple(playground_registry.dm_control_suite.ALL_ENVS)
+
+
+def task_names() -> Tuple[str, ...]:
+  return _playground_task_names() + tuple(BRAX_PREFIX + n for n in _BRAX_TASKS)
+
+
+def spec(name: str) -> TaskSpec:
+  if name.startswith(BRAX_PREFIX) and name[len(BRAX_PREFIX):] in _BRAX_TASKS:
+    brax_name = name[len(BRAX_PREFIX):]
+    return TaskSpec(name, functools.partial(_brax_backend, brax_name), 1000, None)
+  if name in _playground_task_names():
+    threshold = 0.5 if name in _SPARSE_PLAYGROUND_TASKS else None
+    return TaskSpec(name, functools.partial(_playground_backend, name), 1000, threshold)
+  raise UnknownTaskError(f"unknown env name {name!r}; known: {', '.join(task_names())}")
+
+
+def make(name: str, episode_length: Optional[int] = None, action_repeat: int = 1,
+         **overrides: Any) -> Env:
+  """Builds task `name`. `overrides` go to the task's own config (e.g. `impl="warp"`)."""
+  task = spec(name)
+  if episode_length is not None and episode_length < 1:
+    raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+  if action_repeat < 1:
+    raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+  return Env(task.build(overrides), episode_length=episode_length or task.default_episode_length,
+             action_repeat=action_repeat, success_threshold=task.success_threshold, name=name)

@@ -1,0 +1,55 @@
+"""Multi-layer perceptrons and the Gaussian policy head used by PPO."""
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {"elu": nn.elu, "relu": nn.relu, "tanh": nn.tanh, "swish": nn.swish}
+
+
+class MLP(nn.Module):
+  """Hidden layers with `activation`, then a linear output layer of `output_size`."""
+  hidden_sizes: Sequence[int]
+  output_size: int
+  activation: Callable = nn.elu
+  output_scale: float = 1.0  # orthogonal-init gain of the last layer
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for size in self.hidden_sizes:
+      x = self.activation(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+    return nn.Dense(self.output_size,
+                    kernel_init=nn.initializers.orthogonal(self.output_scale))(x)
+
+
+class GaussianPolicy(nn.Module):
+  """Diagonal Gaussian with a state-independent learned log standard deviation.
+
+  Returns `(mean, log_std)` of shape `[..., action_size]`. Samples are clipped to the action
+  bounds by the caller, and log-probabilities are of the unclipped sample (as the reference PPO
+  does): the entropy is exact and there is no tanh Jacobian to estimate.
+  """
+  hidden_sizes: Sequence[int]
+  action_size: int
+  activation: Callable = nn.elu
+  init_std: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array):
+    mean = MLP(self.hidden_sizes, self.action_size, self.activation, output_scale=0.01)(obs)
+    log_std = self.param("log_std", nn.initializers.constant(np.log(self.init_std)),
+                         (self.action_size,))
+    return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+  """Sum over the last axis of the diagonal Gaussian log-density."""
+  z = (x - mean) * jnp.exp(-log_std)
+  return jnp.sum(-0.5 * z * z - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+  return jnp.sum(log_std + 0.5 * np.log(2 * np.pi * np.e), axis=-1)

@@ -1,0 +1,121 @@
+"""The fused update: unroll -> intrinsic reward -> intrinsic model step -> PPO step, in ONE
+pure function `(train_state, key) -> (train_state, metrics)` that runs under `pmap`.
+"""
+
+from typing import Any, Dict, Tuple
+
+from brax.training.acme import running_statistics
+from flax import struct
+import jax
+import jax.numpy as jnp
+
+from mimex_jax import parallel
+from mimex_jax.agents.ppo import PPO, PPOBatch, PPOParams
+from mimex_jax.envs import EnvState, VectorEnv
+from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward
+from mimex_jax.rollout import unroll
+
+OBS_CLIP = 10.0  # normalized observations beyond 10 standard deviations are outliers
+
+
+@struct.dataclass
+class TrainState:
+  """Everything one device needs to continue training; every leaf has a leading device axis
+  once built by `parallel.pmap_init`."""
+  update_step: jax.Array  # updates done so far (the same on every device)
+  params: PPOParams
+  opt_state: Any
+  normalizer: running_statistics.RunningStatisticsState
+  intrinsic: Any
+  env_state: EnvState
+
+
+class FusedStep:
+  """Builds the initial state and the fused update for one configuration.
+
+  `num_envs` here is per device. `total_updates` sets the learning-rate schedule and the
+  annealing of the intrinsic weight.
+  """
+
+  def __init__(self, env: VectorEnv, ppo: PPO, intrinsic: IntrinsicReward, unroll_length: int,
+               reward_scale: float, k_expl: float, anneal_k_expl: bool, total_updates: int,
+               axis_name: str = parallel.AXIS):
+    self.env = env
+    self.ppo = ppo
+    self.intrinsic = intrinsic
+    self.unroll_length = unroll_length
+    self.reward_scale = reward_scale
+    self.k_expl = k_expl
+    self.anneal_k_expl = anneal_k_expl
+    self.total_updates = total_updates
+    self.axis_name = axis_name
+
+  def init(self, shared_key: jax.Array, device_key: jax.Array) -> TrainState:
+    """Parameters from `shared_key` (identical on all devices), envs from `device_key`."""
+    ppo_key, intrinsic_key = jax.random.split(shared_key)
+    params, opt_state = self.ppo.init(ppo_key)
+    normalizer = running_statistics.init_state(
+        jax.ShapeDtypeStruct((self.env.observation_size,), jnp.float32))
+    return TrainState(update_step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                      normalizer=normalizer,
+                      intrinsic=self.intrinsic.init(intrinsic_key, self.env.num_envs),
+                      env_state=self.env.reset(device_key))
+
+  def normalize(self, normalizer, obs: jax.Array) -> jax.Array:
+    return running_statistics.normalize(obs, normalizer, max_abs_value=OBS_CLIP)
+
+  def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
+    if not self.anneal_k_expl:
+      return jnp.asarray(self.k_expl, jnp.float32)
+    progress = update_step.astype(jnp.float32) / self.total_updates
+    return self.k_expl * jnp.clip(1.0 - progress, 0.0, 1.0)
+
+  def __call__(self, state: TrainState, key: jax.Array) -> Tuple[TrainState, Dict[str, Any]]:
+    # Keys depend only on (seed, update step, device), so a resumed run draws the same numbers.
+    key = jax.random.fold_in(jax.random.fold_in(key, state.update_step),
+                             jax.lax.axis_index(self.axis_name))
+    rollout_key, intrinsic_key, learner_key = jax.random.split(key, 3)
+
+    def policy(obs, step_key):
+      return self.ppo.act(state.params, self.normalize(state.normalizer, obs), step_key)
+
+    env_state, rollout = unroll(self.env, state.env_state, policy, rollout_key,
+                                self.unroll_length)
+    obs = self.normalize(state.normalizer, rollout.obs)
+    next_obs = self.normalize(state.normalizer, rollout.next_obs)
+
+    intrinsic_state, intrinsic_reward, intrinsic_metrics = self.intrinsic.update(
+        state.intrinsic, IntrinsicBatch(obs, rollout.action, next_obs, rollout.done),
+        intrinsic_key)
+    weight = self.intrinsic_weight(state.update_step)
+    reward = self.reward_scale * rollout.reward + weight * intrinsic_reward
+
+    params, opt_state, learner_metrics = self.ppo.update(
+        state.params, state.opt_state,
+        PPOBatch(obs=obs, action=rollout.action, log_prob=rollout.log_prob, reward=reward,
+                 terminated=rollout.terminated, done=rollout.done, next_obs=next_obs),
+        learner_key)
+    # Normalizer statistics change after the update, so the policy and the learner above both
+    # saw the observations normalized the same way.
+    normalizer = running_statistics.update(state.normalizer, rollout.obs,
+                                           pmap_axis_name=self.axis_name)
+
+    new_state = TrainState(update_step=state.update_step + 1, params=params,
+                           opt_state=opt_state, normalizer=normalizer,
+                           intrinsic=intrinsic_state, env_state=env_state)
+    done = rollout.done
+    sums = {  # summed over devices; the host turns them into per-episode means
+        "episodes": done.sum(),
+        "episode_return_sum": (done * rollout.episode_return).sum(),
+        "episode_length_sum": (done * rollout.episode_length).sum(),
+        "success_sum": (done * rollout.episode_success).sum(),
+    }
+    means = {
+        **learner_metrics, **intrinsic_metrics,
+        "intrinsic_reward": intrinsic_reward.mean(),
+        "intrinsic_weight": weight,
+        "extrinsic_reward": rollout.reward.mean(),
+    }
+    metrics = {**parallel.sum_across_devices(sums, self.axis_name),
+               **parallel.mean_across_devices(means, self.axis_name)}
+    return new_state, metrics
