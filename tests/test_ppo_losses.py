@@ -1,0 +1,90 @@
+"""GAE and the PPO loss against values computed by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mimex_jax.agents.ppo import LossInputs, compute_gae, ppo_loss
+from mimex_jax.networks.mlp import gaussian_log_prob
+
+
+def _gae_by_hand(rewards, values, next_values, terminated, done, discount, lam):
+  steps, envs = rewards.shape
+  advantages = np.zeros((steps, envs))
+  for b in range(envs):
+    running = 0.0
+    for t in reversed(range(steps)):
+      delta = rewards[t, b] + discount * (1 - terminated[t, b]) * next_values[t, b] - values[t, b]
+      running = delta + discount * lam * (1 - done[t, b]) * running
+      advantages[t, b] = running
+  return advantages
+
+
+def test_gae_three_steps_written_out():
+  # One env, three steps, no episode end: A2 = d2, A1 = d1 + g*l*A2, A0 = d0 + g*l*A1.
+  r = jnp.array([[1.0], [0.0], [2.0]])
+  v = jnp.array([[0.5], [1.0], [1.5]])
+  nv = jnp.array([[1.0], [1.5], [3.0]])
+  zeros = jnp.zeros((3, 1))
+  adv, target = compute_gae(r, v, nv, zeros, zeros, discount=0.9, gae_lambda=0.5)
+  d0, d1, d2 = 1 + 0.9 * 1.0 - 0.5, 0 + 0.9 * 1.5 - 1.0, 2 + 0.9 * 3.0 - 1.5
+  a2 = d2
+  a1 = d1 + 0.45 * a2
+  a0 = d0 + 0.45 * a1
+  np.testing.assert_allclose(adv[:, 0], [a0, a1, a2], rtol=1e-6)
+  np.testing.assert_allclose(target[:, 0], np.array([a0, a1, a2]) + [0.5, 1.0, 1.5], rtol=1e-6)
+
+
+def test_gae_termination_and_truncation():
+  rng = np.random.default_rng(0)
+  steps, envs = 7, 3
+  r, v, nv = (rng.normal(size=(steps, envs)) for _ in range(3))
+  terminated = np.zeros((steps, envs))
+  done = np.zeros((steps, envs))
+  terminated[2, 0] = done[2, 0] = 1  # env 0 ends by termination: no bootstrap
+  done[4, 1] = 1  # env 1 is truncated: bootstrap from next_values, but the trace stops
+  expected = _gae_by_hand(r, v, nv, terminated, done, 0.99, 0.95)
+  adv, _ = compute_gae(*map(jnp.asarray, (r, v, nv, terminated, done)), 0.99, 0.95)
+  np.testing.assert_allclose(adv, expected, rtol=1e-5, atol=1e-6)
+  # At the terminal step the advantage is r - V(s); at the truncated one r + g V(s') - V(s).
+  np.testing.assert_allclose(adv[2, 0], r[2, 0] - v[2, 0], rtol=1e-5)
+  np.testing.assert_allclose(adv[4, 1], r[4, 1] + 0.99 * nv[4, 1] - v[4, 1], rtol=1e-5)
+  # jitted and unjitted agree.
+  jitted = jax.jit(compute_gae, static_argnums=(5, 6))(
+      *map(jnp.asarray, (r, v, nv, terminated, done)), 0.99, 0.95)[0]
+  np.testing.assert_allclose(jitted, adv, rtol=1e-5, atol=1e-6)
+
+
+def test_gae_rejects_mismatched_shapes():
+  with pytest.raises(ValueError, match="values"):
+    compute_gae(jnp.zeros((3, 2)), jnp.zeros((3, 1)), jnp.zeros((3, 2)), jnp.zeros((3, 2)),
+                jnp.zeros((3, 2)), 0.9, 0.9)
+
+
+def test_ppo_loss_by_hand():
+  # Two samples, 1-d actions, unit std policy; the old policy had mean 0.
+  mean = jnp.array([[0.5], [0.0]])
+  log_std = jnp.zeros((2, 1))
+  action = jnp.array([[1.0], [-1.0]])
+  old_log_prob = gaussian_log_prob(action, jnp.zeros((2, 1)), log_std)
+  batch = LossInputs(obs=jnp.zeros((2, 1)), action=action, log_prob=old_log_prob,
+                     value=jnp.array([0.0, 1.0]), advantage=jnp.array([1.0, -1.0]),
+                     value_target=jnp.array([1.0, 0.0]))
+  value = jnp.array([0.5, 2.0])
+  total, metrics = ppo_loss((mean, log_std), value, batch, clip_epsilon=0.2, value_clip=True,
+                            value_coef=0.5, entropy_coef=0.01, normalize_advantage=False)
+  # Ratios: exp(-(1-.5)^2/2 + 1/2) = exp(0.375) for sample 0, exactly 1 for sample 1.
+  ratio0 = np.exp(0.375)
+  surrogate0 = min(ratio0 * 1.0, 1.2 * 1.0)
+  surrogate1 = -1.0
+  policy_loss = -(surrogate0 + surrogate1) / 2
+  # Values: sample 0 moved +0.5 (clipped to +0.2: error max(.25, .64)); sample 1 moved +1
+  # (clipped to 1.2: error max(4, 1.44)).
+  value_loss = 0.5 * (0.64 + 4.0) / 2
+  entropy = 0.5 * np.log(2 * np.pi * np.e)
+  np.testing.assert_allclose(metrics["policy_loss"], policy_loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics["value_loss"], value_loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics["entropy"], entropy, rtol=1e-5)
+  np.testing.assert_allclose(total, policy_loss + 0.5 * value_loss - 0.01 * entropy, rtol=1e-5)
+  np.testing.assert_allclose(metrics["clip_fraction"], 0.5)
