@@ -37,7 +37,7 @@ def build(config: Any):
   num_devices = jax.device_count()
   env = envs.make(config.env.name, episode_length=config.env.episode_length,
                   action_repeat=config.env.action_repeat)
-  vector_env = envs.VectorEnv(env, config.num_envs // num_devices)
+  vector_env = envs.VectorEnv(env, config.num_envs // num_devices, stagger=True)
   steps_per_update = config.num_envs * config.unroll_length * config.env.action_repeat
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
   ppo = PPO(env.observation_size, env.action_size, config.ppo, total_updates, parallel.AXIS)
@@ -130,16 +130,48 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _unknown_override(argv) -> str:
+  """Names the `--config.a.b=` override whose key is not in the config, and what is there."""
+  import importlib.util
+  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if config_arg is None:
+    return "an override names a config key that does not exist"
+  path, _, variant = config_arg.partition(":")
+  spec = importlib.util.spec_from_file_location("_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(variant) if variant else module.get_config()
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    dotted = arg[len("--config."):].split("=", 1)[0]
+    node, walked = config, []
+    for part in dotted.split("."):
+      if not hasattr(node, "keys") or part not in node.keys():
+        where = ".".join(walked) or "the config"
+        known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a block)"
+        return f"config key {dotted} does not exist; {where} has: {known}"
+      node, walked = node[part], walked + [part]
+  return "an override names a config key that does not exist"
+
+
 def run(argv=None) -> None:
   """Console entry point. User errors print one line and exit with code 2."""
   argv = list(sys.argv if argv is None else argv)
+  if not any(a.startswith("--config=") for a in argv):  # no arguments: the default run
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "ppo.py")
+    if os.path.exists(default):
+      argv.insert(1, f"--config={default}")
   try:
     flags.FLAGS(argv)
     config = _CONFIG.value
   except flags.Error as e:
-    _fail(str(e).splitlines()[0])
-  except ValueError as e:  # e.g. an unknown variant raised by get_config
-    _fail(str(e).splitlines()[0])
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    # A config file that raised carries a traceback; its last line says why.
+    _fail(lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}")
+  except (AttributeError, KeyError):
+    _fail(_unknown_override(argv))
   if config is None:
     _fail("--config is required, e.g. --config=configs/ppo.py")
   workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))

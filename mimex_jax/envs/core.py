@@ -128,9 +128,10 @@ class VectorEnv:
   ended (with fixed-length episodes that is all but one step in `episode_length`).
   """
 
-  def __init__(self, env: Env, num_envs: int):
+  def __init__(self, env: Env, num_envs: int, stagger: bool = False):
     self.env = env
     self.num_envs = int(num_envs)
+    self.stagger = stagger
 
   @property
   def observation_size(self) -> int:
@@ -141,7 +142,16 @@ class VectorEnv:
     return self.env.action_size
 
   def reset(self, key: jax.Array) -> EnvState:
-    return jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+    """With `stagger`, each env's first episode is cut short at a random point, so time-limit
+    ends spread over all steps instead of every env restarting at once. Synchronized episodes
+    put all of an episode's early steps (where a sparse reward is often found) into a few
+    updates and none into the rest."""
+    reset_key, stagger_key = jax.random.split(key)
+    state = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.num_envs))
+    if self.stagger:
+      offset = jax.random.randint(stagger_key, (self.num_envs,), 0, self.env.episode_length)
+      state = state.replace(episode=state.episode.replace(length=offset.astype(jnp.int32)))
+    return state
 
   def step(self, state: EnvState, action: jax.Array) -> EnvState:
     """`action` is `[B, action_size]`; returns the batched state after one step."""

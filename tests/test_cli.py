@@ -1,0 +1,79 @@
+"""The command line: a smoke run writes every promised file; bad input is one line, exit 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+       "JAX_PLATFORMS": "cpu"}
+
+
+def _train(repo_root, *args, workdir=None):
+  command = [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke", *args]
+  if workdir:
+    command.append(f"--workdir={workdir}")
+  return subprocess.run(command, cwd=repo_root, env=ENV, capture_output=True, text=True,
+                        timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(repo_root, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("smoke")
+  result = _train(repo_root, workdir=str(workdir))
+  return result, workdir
+
+
+def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
+  result, workdir = smoke_run
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "done:" in result.stdout
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert len(records) >= 3
+  for key in ("step", "episode_return", "success_rate", "intrinsic_reward",
+              "steps_per_second"):
+    assert key in records[-1], key
+  steps = [r["step"] for r in records]
+  assert steps == sorted(steps) and steps[-1] == 16 * 8 * 6
+  assert records[-1]["steps_per_second"] > 0
+  assert records[-1]["intrinsic_reward"] > 0  # MIMEx is on in the smoke config
+  assert 0.0 <= records[-1]["success_rate"] <= 1.0
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["intrinsic"]["kind"] == "mimex" and config["num_envs"] == 16
+  png = (workdir / "learning_curve.png").read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+  # The progress bar reports env steps, throughput and the episode numbers.
+  assert "env steps" in result.stderr and "r_int=" in result.stderr
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.intrinsic.not_a_key=1", "config key intrinsic.not_a_key does not exist"),
+    ("--config.intrinsic.mask_ratio=1.0", "intrinsic.mask_ratio=1.0 is invalid"),
+    ("--config.intrinsic.mask_ratio=-0.1", "intrinsic.mask_ratio=-0.1 is invalid"),
+    ("--config.intrinsic.seq_len=0", "intrinsic.seq_len=0 is invalid"),
+    ("--config.num_envs=0", "num_envs=0 is invalid"),
+    ("--config.unroll_length=-4", "unroll_length=-4 is invalid"),
+    ("--config.num_envs=15", "num_envs=15 does not divide among 2 devices"),
+    ("--config.env.name=CartpoleSwingupSparce", "env.name='CartpoleSwingupSparce' is not a "
+                                                "known task"),
+    ("--config.intrinsic.kind=curiosity", "intrinsic.kind='curiosity' is invalid"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tmp_path):
+  result = _train(repo_root, override, workdir=str(tmp_path / "bad"))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if "error:" in line]
+  assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+  assert not (tmp_path / "bad" / "metrics.jsonl").exists()  # it stopped before training
+
+
+def test_unknown_config_variant(repo_root):
+  result = subprocess.run([sys.executable, "-m", "mimex_jax.train",
+                           "--config=configs/ppo.py:cartpole_nope"], cwd=repo_root, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert "unknown variant 'cartpole_nope'" in result.stderr
+  assert "Traceback" not in result.stderr
