@@ -108,6 +108,8 @@ def plot_learning_curve(workdir: str, title: str = "") -> str:
       if points:
         xs, ys = np.array(points).T
         ax.plot(xs, ys, style, label=name, markersize=3)
+    if train_key == "intrinsic_reward" and ax.lines:
+      ax.set_yscale("log")  # the bonus shrinks by orders of magnitude as the model learns
     ax.set_xlabel("env steps")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)

@@ -97,7 +97,7 @@ class PPO:
       grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
       grads = parallel.mean_across_devices(grads, self.axis_name)
       updates, opt_state = self.optimizer.update(grads, opt_state, params)
-      metrics["grad_norm"] = optax.global_norm(grads)
+      metrics["grad_norm"] = optax.tree_utils.tree_l2_norm(grads)
       return (optax.apply_updates(params, updates), opt_state), metrics
 
     def epoch(carry, epoch_key):
