@@ -1,13 +1,14 @@
 r"""PPO (+ MIMEx) on vectorized MJX tasks.
 
-Run (default variant: PPO + MIMEx on CartpoleBalanceSparse, about 3 minutes on a 2-core CPU):
+Run (default variant: PPO + MIMEx on CartpoleBalanceSparse, 4M env steps, about 5 minutes on a
+2-core CPU at about 18k env steps/s after a 20 s compile):
 
   python -m mimex_jax.train --config=configs/ppo.py --workdir=runs/default
 
 Other variants: `--config=configs/ppo.py:<variant>` with <variant> one of
 
-  cartpole_balance_sparse  the default; the learning curve climbs from about 20 (random policy)
-                           towards 1000 (pole kept up for the whole episode)
+  cartpole_balance_sparse  the default; training return climbs from 38 (random policy) to 1000
+                           of 1000 by about 2M steps, deterministic eval 1000 (measured)
   cartpole_swingup_sparse  the paper-style hard-exploration task; a no-bonus PPO gets about 3 of
                            1000 after 2M steps (Brax PPO, measured on this CPU)
   acrobot_swingup_sparse, ball_in_cup, finger_turn_hard, reacher_hard   sparse DM Control tasks

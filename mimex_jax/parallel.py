@@ -10,27 +10,19 @@ import jax
 
 AXIS = "devices"
 
-
 def mean_across_devices(tree: Any, axis_name: Optional[str]) -> Any:
   if axis_name is None:
     return tree
   return jax.lax.pmean(tree, axis_name=axis_name)
-
 
 def sum_across_devices(tree: Any, axis_name: Optional[str]) -> Any:
   if axis_name is None:
     return tree
   return jax.lax.psum(tree, axis_name=axis_name)
 
-
-def local_device_count() -> int:
-  return jax.local_device_count()
-
-
 def unreplicate(tree: Any) -> Any:
   """Takes device 0's copy of a tree whose leaves carry a leading device axis."""
   return jax.tree.map(lambda x: x[0], tree)
-
 
 def pmap_init(init_fn: Callable, key: jax.Array) -> Any:
   """Builds a per-device state on the devices themselves: `init_fn(shared_key, device_key)`.
@@ -42,7 +34,6 @@ def pmap_init(init_fn: Callable, key: jax.Array) -> Any:
   shared = jax.numpy.stack([key] * count)
   device_keys = jax.random.split(jax.random.fold_in(key, jax.process_index()), count)
   return jax.pmap(init_fn, axis_name=AXIS)(shared, device_keys)
-
 
 def pmap_step(step_fn: Callable, donate_state: bool = True) -> Callable:
   """pmaps `step_fn(state, key) -> (state, metrics)` over local devices, donating the state."""

@@ -120,3 +120,18 @@ def test_mjx_task_vectorized_deterministic_and_sparse_success():
   np.testing.assert_array_equal(done[3], 1.0)  # time limit of 4 steps
   # Swing-up starts hanging down: the sparse reward (pole upright) is never reached at random.
   np.testing.assert_array_equal(reward, 0.0)
+
+
+def test_brax_env_plugs_in_with_time_limit():
+  env = envs.make("brax/inverted_pendulum", episode_length=3)
+  assert env.observation_size == 4 and env.action_size == 1
+  vector_env = VectorEnv(env, 2)
+  state = jax.jit(vector_env.reset)(jax.random.PRNGKey(0))
+  step = jax.jit(vector_env.step)
+  rewards = []
+  for _ in range(3):
+    state = step(state, jnp.zeros((2, 1)))
+    rewards.append(state.reward)
+  np.testing.assert_array_equal(state.truncated, [1, 1])
+  np.testing.assert_allclose(state.completed.episode_return, np.sum(rewards, axis=0))
+  np.testing.assert_array_equal(state.episode.length, [0, 0])
