@@ -10,7 +10,7 @@ from mimex_jax.envs import Env, VectorEnv
 
 def make_evaluator(env: Env, num_episodes: int,
                    act: Callable[[jax.Array], jax.Array]) -> Callable[..., Dict[str, jax.Array]]:
-  """Returns a function `(policy_args, key) -> metrics` over `num_episodes` parallel episodes.
+  """Returns a jitted `(policy_args, key) -> metrics` over `num_episodes` parallel episodes.
 
   `act(policy_args, obs)` maps a batch of raw observations to actions in [-1, 1]. Each env is run
   for exactly one episode (at most `env.episode_length` steps); stats are read at its first end.

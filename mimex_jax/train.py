@@ -71,11 +71,7 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True) ->
   step_fn = parallel.pmap_step(fused)
   step_keys = jax.numpy.stack([jax.random.fold_in(key, 1)] * jax.local_device_count())
 
-  def act(policy_args, obs):
-    params, normalizer = policy_args
-    return fused.ppo.deterministic_action(params, fused.normalize(normalizer, obs))
-
-  evaluator = make_evaluator(env, config.eval_episodes, act)
+  evaluator = make_evaluator(env, config.eval_episodes, fused.deterministic_policy)
 
   def evaluate(state, update):
     policy_args = parallel.unreplicate((state.params, state.normalizer))

@@ -64,6 +64,12 @@ class FusedStep:
   def normalize(self, normalizer, obs: jax.Array) -> jax.Array:
     return running_statistics.normalize(obs, normalizer, max_abs_value=OBS_CLIP)
 
+  def deterministic_policy(self, policy_args: Tuple[PPOParams, Any],
+                           obs: jax.Array) -> jax.Array:
+    """The mean action for raw observations; `policy_args` is `(params, normalizer)`."""
+    params, normalizer = policy_args
+    return self.ppo.deterministic_action(params, self.normalize(normalizer, obs))
+
   def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
     if not self.anneal_k_expl:
       return jnp.asarray(self.k_expl, jnp.float32)

@@ -24,11 +24,7 @@ def test_short_run_improves_return_on_dense_cartpole_swingup(smoke_config):
   config.total_steps = updates * config.num_envs * config.unroll_length
   env, fused, _, _ = build(config)
 
-  def act(policy_args, obs):
-    params, normalizer = policy_args
-    return fused.ppo.deterministic_action(params, fused.normalize(normalizer, obs))
-
-  evaluator = make_evaluator(env, 32, act)
+  evaluator = make_evaluator(env, 32, fused.deterministic_policy)
 
   def evaluate(state):
     args = parallel.unreplicate((state.params, state.normalizer))

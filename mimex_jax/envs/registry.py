@@ -2,7 +2,8 @@
 
 Names are MuJoCo Playground's DM Control Suite tasks (their XMLs ship with the package, so nothing
 is downloaded) and `brax/<name>` for Brax's own environments. Playground tasks run on the pure-JAX
-MJX backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp, is slower on CPU.
+MJX backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp, is slower
+on CPU.
 """
 
 import dataclasses
