@@ -52,6 +52,12 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.eval_every = 50  # updates between deterministic evaluations (0: only at the end)
   config.eval_episodes = 16
 
+  config.checkpoint = config_dict.ConfigDict()
+  config.checkpoint.every = 50  # updates between checkpoints (0: only at the end or when stopped)
+  config.checkpoint.max_to_keep = 2  # latest checkpoints kept, besides the best evaluation
+  config.checkpoint.keep_best = True  # also keep the checkpoint with the best evaluation
+  config.checkpoint.async_save = True  # write in a background thread while training goes on
+
   config.ppo = config_dict.ConfigDict()
   config.ppo.learning_rate = 1e-3  # reference: 1e-3 with a cosine schedule
   config.ppo.lr_schedule = "cosine"  # constant | cosine | linear
@@ -102,6 +108,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
     config.log_every = 2
     config.eval_every = 3
     config.eval_episodes = 4
+    config.checkpoint.every = 3
     config.ppo.policy_hidden_sizes = (16,)
     config.ppo.value_hidden_sizes = (16,)
     config.ppo.num_epochs = 2

@@ -26,6 +26,15 @@ class EpisodeAccumulator:
     self.sums["episode_length"] += metrics["episode_length_sum"]
     self.sums["success_rate"] += metrics["success_sum"]
 
+  def dump(self) -> Dict[str, Any]:
+    """The accumulator's state, for a checkpoint (JSON)."""
+    return {"episodes": self.episodes, "sums": dict(self.sums), "last": dict(self.last)}
+
+  def load(self, dumped: Dict[str, Any]) -> None:
+    self.episodes = dumped["episodes"]
+    self.sums = dict(dumped["sums"])
+    self.last = dict(dumped["last"])
+
   def means(self) -> Dict[str, Optional[float]]:
     """Means over episodes that ended in this window; the last known values if none did."""
     if self.episodes > 0:
@@ -46,7 +55,8 @@ def _clean(value: Any) -> Any:
 class MetricsWriter:
   """Writes one JSON object per log step, the same scalars to TensorBoard, and a progress bar."""
 
-  def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
+  def __init__(self, workdir: str, total_steps: int, enabled: bool = True,
+               initial_step: int = 0):
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.tensorboard = None
@@ -57,8 +67,8 @@ class MetricsWriter:
     from tqdm import tqdm
     self.tensorboard = SummaryWriter(workdir)
     self.progress = tqdm(total=total_steps, unit="step", unit_scale=True, dynamic_ncols=True,
-                         desc="env steps", smoothing=0.1)
-    self._shown = 0
+                         desc="env steps", smoothing=0.1, initial=initial_step)
+    self._shown = initial_step
 
   def write(self, step: int, scalars: Dict[str, Any]):
     if not self.enabled:
@@ -81,6 +91,17 @@ class MetricsWriter:
     if self.progress is not None:
       self.progress.close()
       self.tensorboard.close()
+
+
+def truncate_metrics(workdir: str, max_step: int) -> None:
+  """Drops records past `max_step`: a resumed run logs those steps again."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  kept = [r for r in read_metrics(workdir) if r["step"] <= max_step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in kept)
+  os.replace(path + ".tmp", path)  # atomic: a crash here leaves the old file whole
 
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:

@@ -8,14 +8,19 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from absl import flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, events and plots.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                                "Directory for metrics, events, plots and checkpoints; a workdir "
+                                "that holds checkpoints is resumed from the latest one.")
+_RESTORE = flags.DEFINE_string("restore", None,
+                               "Start from this checkpoint (a workdir, its checkpoints/ folder "
+                               "or checkpoints/<update>) when --workdir has none of its own.")
 
 
 def enable_compilation_cache() -> None:
@@ -48,21 +53,75 @@ def build(config: Any):
   return env, fused, steps_per_update, total_updates
 
 
-def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True) -> Dict[str, Any]:
-  """Trains for `config.total_steps` env steps; returns the last logged metrics."""
+def _host_metrics(device_metrics) -> Dict[str, float]:
+  """Device 0's copy of one update's metrics as Python floats (the same numbers on every
+  device, since the step takes cross-device means and sums)."""
+  import jax
+  from mimex_jax import parallel
+  return {k: float(v) for k, v in parallel.unreplicate(jax.device_get(device_metrics)).items()}
+
+
+# Metrics that may be NaN in a healthy run: success is undefined on dense tasks.
+_MAY_BE_NAN = ("success_sum",)
+
+
+def _check_finite(window, steps_per_update: int, last_checkpoint: str) -> None:
+  from mimex_jax.checkpoint import NonFiniteError
+  for update, values in window:
+    for name, value in values.items():
+      if name not in _MAY_BE_NAN and not math.isfinite(value):
+        raise NonFiniteError(
+            f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
+            f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
+            f"ppo.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
+
+
+def _restore_source(checkpointer, restore_path: Optional[str]):
+  """Where to start from: this workdir's latest checkpoint if it has one, else `restore_path`
+  (a run's workdir, its checkpoints/ folder or one checkpoint inside), else nowhere."""
+  from mimex_jax.checkpoint import CHECKPOINT_DIR, CheckpointError, Checkpointer
+  if checkpointer.steps():
+    return checkpointer, None
+  if not restore_path:
+    return None, None
+  path = os.path.abspath(restore_path)
+  if not os.path.exists(path):
+    raise CheckpointError(f"--restore={restore_path} does not exist")
+  name = os.path.basename(path.rstrip(os.sep))
+  if name.isdigit() and os.path.isdir(path):
+    return Checkpointer(os.path.dirname(path), read_only=True), int(name)
+  if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):
+    path = os.path.join(path, CHECKPOINT_DIR)
+  source = Checkpointer(path, read_only=True)
+  if not source.steps():
+    raise CheckpointError(f"--restore={restore_path} holds no checkpoint; give a workdir, its "
+                          f"{CHECKPOINT_DIR}/ folder or {CHECKPOINT_DIR}/<update>")
+  return source, None
+
+
+def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
+                       restore_path: Optional[str] = None) -> Dict[str, Any]:
+  """Trains for `config.total_steps` env steps; returns the last logged metrics.
+
+  Resumes from the latest checkpoint in `workdir` if there is one (else from `restore_path`).
+  SIGTERM or SIGINT stops after the current update with a checkpoint (`result["preempted"]`).
+  """
   import jax
   import numpy as np
+  from mimex_jax import checkpoint as checkpoint_lib
   from mimex_jax import config_checks, metrics as metrics_lib, parallel
   from mimex_jax.evaluate import make_evaluator
+  from mimex_jax.preemption import PreemptionGuard
 
   # ---------------------------------------------------------------- checks and output
   config_checks.check(config, jax.device_count())
   enable_compilation_cache()
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  checkpointer = checkpoint_lib.Checkpointer(
+      checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
+      keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
+  source, source_update = _restore_source(checkpointer, restore_path)
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = build(config)
@@ -70,6 +129,29 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True) ->
   state = parallel.pmap_init(fused.init, key)
   step_fn = parallel.pmap_step(fused)
   step_keys = jax.numpy.stack([jax.random.fold_in(key, 1)] * jax.local_device_count())
+
+  # ---------------------------------------------------------------- restore
+  config_dict = checkpoint_lib.config_to_dict(config)
+  episodes = metrics_lib.EpisodeAccumulator()
+  window = []  # (update, host metrics) of the log window in progress
+  start = 0
+  if source is not None:
+    start, host_state, meta = source.restore(state, source_update)
+    differences = checkpoint_lib.config_differences(meta["config"], config_dict)
+    if differences:
+      raise checkpoint_lib.CheckpointError(
+          f"checkpoint {source.directory}/{start} was written with another config: "
+          f"{'; '.join(differences)}. Use a new --workdir, or the checkpoint's values")
+    state = checkpoint_lib.to_devices(host_state, state)
+    episodes.load(meta["episodes"])
+    window = [(update, values) for update, values in meta["window"]]
+    if is_main:
+      metrics_lib.truncate_metrics(workdir, start * steps_per_update)
+      print(f"resuming from {source.directory}/{start} (update {start} of {total_updates}, "
+            f"env step {start * steps_per_update})", file=sys.stderr)
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
   evaluator = make_evaluator(env, config.eval_episodes, fused.deterministic_policy)
 
@@ -80,41 +162,68 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True) ->
 
   # ---------------------------------------------------------------- loop
   writer = metrics_lib.MetricsWriter(workdir, total_updates * steps_per_update,
-                                     enabled=is_main and show_progress)
-  episodes = metrics_lib.EpisodeAccumulator()
-  pending = []
+                                     enabled=is_main and show_progress,
+                                     initial_step=start * steps_per_update)
+  pending = []  # device metrics not fetched yet (fetching every update would stall the devices)
   window_start, window_updates = time.time(), 0
   compile_seconds = None
+  last_checkpoint = f"{checkpointer.directory}/{start}" if source is checkpointer else "none"
   last: Dict[str, Any] = {}
-  for update in range(1, total_updates + 1):
-    state, step_metrics = step_fn(state, step_keys)
-    pending.append(step_metrics)
-    if update == 1:  # the first call compiles; keep it out of the throughput figures
-      jax.block_until_ready(step_metrics)
-      compile_seconds = time.time() - window_start
-      window_start, window_updates = time.time(), 0
-    else:
-      window_updates += 1
-    is_eval = (config.eval_every and update % config.eval_every == 0) or update == total_updates
-    if update % config.log_every and not is_eval:
-      continue
-    fetched = [parallel.unreplicate(jax.device_get(m)) for m in pending]
-    pending = []
-    for m in fetched:
-      episodes.add(m)
-    elapsed = time.time() - window_start
-    scalars = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[-1]
-               if not name.endswith("_sum") and name != "episodes"}
-    scalars.update(episodes.means())
-    scalars["steps_per_second"] = (window_updates * steps_per_update / elapsed
-                                   if window_updates else None)
-    scalars["compile_seconds"] = compile_seconds
-    if is_eval:
-      scalars.update(evaluate(state, update))
-    writer.write(update * steps_per_update, scalars)
-    last = {"step": update * steps_per_update, **scalars}
-    window_start, window_updates = time.time(), 0
-  writer.close()
+  preempted = None
+  try:
+    with PreemptionGuard() as preemption:
+      for update in range(start + 1, total_updates + 1):
+        state, step_metrics = step_fn(state, step_keys)
+        pending.append((update, step_metrics))
+        if update == start + 1:  # the first call compiles; keep it out of the throughput
+          jax.block_until_ready(step_metrics)
+          compile_seconds = time.time() - window_start
+          window_start, window_updates = time.time(), 0
+        else:
+          window_updates += 1
+        preempted = preemption.requested
+        is_eval = (config.eval_every and update % config.eval_every == 0) or (
+            update == total_updates)
+        is_log = update % config.log_every == 0 or is_eval
+        is_checkpoint = preempted or update == total_updates or (
+            config.checkpoint.every and update % config.checkpoint.every == 0)
+        if is_log or is_checkpoint:
+          window += [(u, _host_metrics(m)) for u, m in pending]
+          pending = []
+          _check_finite(window, steps_per_update, last_checkpoint)
+        eval_metrics = evaluate(state, update) if is_eval else None
+        if is_log:
+          for _, values in window:
+            episodes.add(values)
+          elapsed = time.time() - window_start
+          scalars = {name: float(np.mean([values[name] for _, values in window]))
+                     for name in window[-1][1]
+                     if not name.endswith("_sum") and name != "episodes"}
+          scalars.update(episodes.means())
+          scalars["steps_per_second"] = (window_updates * steps_per_update / elapsed
+                                         if window_updates else None)
+          scalars["compile_seconds"] = compile_seconds
+          scalars.update(eval_metrics or {})
+          writer.write(update * steps_per_update, scalars)
+          last = {"step": update * steps_per_update, **scalars}
+          window = []
+          window_start, window_updates = time.time(), 0
+        if is_checkpoint:
+          checkpointer.save(update, state, {"config": config_dict, "window": window,
+                                            "episodes": episodes.dump()}, eval_metrics)
+          last_checkpoint = f"{checkpointer.directory}/{update}"
+        if preempted:
+          break
+  finally:
+    writer.close()
+    checkpointer.wait()  # a save in flight completes, also when training failed
+    checkpointer.close()
+  last["checkpoint"] = last_checkpoint
+  if preempted:
+    last.update(preempted=preempted, step=update * steps_per_update)
+    return last
+  if start >= total_updates:
+    return {**last, "step": start * steps_per_update, "already_trained": True}
   if is_main:
     last["plot"] = metrics_lib.plot_learning_curve(
         workdir, f"{config.env.name}, PPO + {config.intrinsic.kind}")
@@ -171,16 +280,29 @@ def run(argv=None) -> None:
   if config is None:
     _fail("--config is required, e.g. --config=configs/ppo.py")
   workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+  from mimex_jax.checkpoint import NonFiniteError
   from mimex_jax.config_checks import ConfigError
   try:
-    result = train_and_evaluate(config, workdir)
-  except ConfigError as e:
+    result = train_and_evaluate(config, workdir, restore_path=_RESTORE.value)
+  except ConfigError as e:  # also a checkpoint that does not fit
     _fail(str(e))
+  except NonFiniteError as e:
+    print(f"mimex_jax.train: error: {e}", file=sys.stderr)
+    sys.exit(3)
+  if result.get("preempted"):
+    print(f"stopped by {result['preempted']} at env step {result['step']}: checkpoint saved to "
+          f"{result['checkpoint']}; run the same command to resume")
+    return
+  if result.get("already_trained"):
+    print(f"nothing to do: {workdir} is already trained to {result['step']} env steps; raise "
+          f"--config.total_steps to train on (checkpoint {result['checkpoint']})")
+    return
   summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items()
                       if isinstance(v, float) and k in ("episode_return", "success_rate",
                                                         "eval_return", "eval_success_rate",
                                                         "steps_per_second"))
-  print(f"done: {result.get('step')} env steps; {summary}; outputs in {workdir}")
+  print(f"done: {result.get('step')} env steps; {summary}; checkpoint {result['checkpoint']}; "
+        f"outputs in {workdir}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,206 @@
+"""Orbax checkpoints of the whole training state, written so that a resumed run continues exactly.
+
+A checkpoint holds two items:
+- `state`: the `TrainState` of every local device as saved (parameters and Adam states of the
+  agent and the intrinsic model, normalizer statistics, environment states with their keys, and
+  the update counter). Per-update keys are `fold_in(seed key, update)`, so the seed in the config
+  and the counter are all the randomness a resume needs.
+- `meta` (JSON): the config, the host loop's bookkeeping (episode sums and metrics of the log
+  window in progress) and the evaluation at that step, if any.
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a crash
+mid-save leaves the previous checkpoints as they were. Saves run in a background thread from a
+host copy of the state, so the next (donating) update step can start at once.
+"""
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mimex_jax.config_checks import ConfigError
+
+CHECKPOINT_DIR = "checkpoints"
+# Keys that may change between a run and its resume: they say how long to train and how often to
+# log, evaluate and save, not what is trained.
+RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "checkpoint")
+
+
+class CheckpointError(ConfigError):
+  """A checkpoint that cannot be used: printed as one line, exit code 2."""
+
+
+class NonFiniteError(RuntimeError):
+  """Training produced NaN or inf; the run stops and keeps the last good checkpoint."""
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+def config_to_dict(config: Any) -> Dict[str, Any]:
+  """A JSON round trip, so tuples and lists compare equal between a config and a checkpoint."""
+  if hasattr(config, "to_json_best_effort"):
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+  return json.loads(json.dumps(config, sort_keys=True))
+
+
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+  """`key=saved (checkpoint) vs current` for every key that matters for training."""
+  saved_flat, current_flat = _flatten(saved), _flatten(current)
+  differences = []
+  for key in sorted(set(saved_flat) | set(current_flat)):
+    if key.split(".")[0] in RESUMABLE_KEYS:
+      continue
+    missing = "<absent>"
+    old, new = saved_flat.get(key, missing), current_flat.get(key, missing)
+    if old != new:
+      differences.append(f"{key}={old!r} in the checkpoint vs {new!r} now")
+  return differences
+
+
+def first_non_finite(tree: Any, name: str) -> Optional[str]:
+  """The path of the first leaf of `tree` holding NaN or inf (floating leaves only), or None."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    leaf = np.asarray(leaf)
+    if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
+      return name + jax.tree_util.keystr(path)
+  return None
+
+
+def _drop_empty(tree: Any) -> Any:
+  # Orbax refuses zero-size arrays (MJX data has some, e.g. `act` for models without actuator
+  # state); they carry no information and are taken from the template on restore.
+  return jax.tree.map(lambda x: None if np.size(x) == 0 else x, tree)
+
+
+def _fill_empty(restored: Any, template: Any) -> Any:
+  is_none = lambda x: x is None  # noqa: E731  (states may hold None fields of their own)
+  template_leaves, treedef = jax.tree.flatten(template, is_leaf=is_none)
+  restored_leaves = jax.tree.flatten(restored, is_leaf=is_none)[0]
+  leaves = [t if t is None else np.asarray(t if r is None else r)
+            for r, t in zip(restored_leaves, template_leaves, strict=True)]
+  return jax.tree.unflatten(treedef, leaves)
+
+
+class Checkpointer:
+  """Saves and restores training checkpoints under `<workdir>/checkpoints/<update>`.
+
+  Keeps the latest `max_to_keep` checkpoints and, with `keep_best`, the one with the best
+  evaluation (success rate first, return to break ties) among those saved at an evaluation.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2, keep_best: bool = True,
+               async_save: bool = True, read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    managers = ocp.checkpoint_managers
+    policies = [managers.LatestN(max_to_keep)]
+    if keep_best:
+      policies.append(managers.BestN(get_metric_fn=_eval_score, reverse=False, n=1,
+                                     keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        create=not read_only, read_only=read_only, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=not read_only,  # leftovers of a save cut short by a crash
+        preservation_policy=managers.AnyPreservationPolicy(policies))
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def steps(self) -> Sequence[int]:
+    return sorted(self.manager.all_steps())
+
+  def save(self, update: int, state: Any, meta: Dict[str, Any],
+           eval_metrics: Optional[Dict[str, float]] = None) -> None:
+    """Saves the pmapped `state` after `update` updates; refuses a state with NaN or inf."""
+    host_state = jax.device_get(state)
+    bad = first_non_finite((host_state.params, host_state.opt_state, host_state.normalizer,
+                            host_state.intrinsic), "state")
+    if bad is not None:
+      raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
+    meta = {**meta, "update": int(update), "eval": eval_metrics}
+    self.manager.save(
+        int(update),
+        args=ocp.args.Composite(state=ocp.args.StandardSave(_drop_empty(host_state)),
+                                meta=ocp.args.JsonSave(meta)),
+        metrics=eval_metrics, force=True)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()
+
+  def read_meta(self, update: int) -> Dict[str, Any]:
+    return self.manager.restore(update, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+        "meta"]
+
+  def best_step(self) -> Optional[int]:
+    """The kept checkpoint with the best evaluation, or None if none was saved at one."""
+    scored = []
+    for update in self.steps():
+      try:
+        evaluation = self.read_meta(update).get("eval")
+      except Exception:  # an unreadable checkpoint is not the best one
+        continue
+      if evaluation:
+        scored.append((_eval_score(evaluation), update))
+    return max(scored)[1] if scored else None
+
+  def restore(self, template: Any, update: Optional[int] = None, log=None):
+    """Restores `(update, host_state, meta)`.
+
+    `template` is a state of the right structure (e.g. the freshly initialized one). Without
+    `update`, the latest checkpoint that reads back completely is used; each damaged one on the
+    way is reported through `log` and skipped.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr))
+    host_template = jax.device_get(template)
+    target = _drop_empty(jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype),
+                                      host_template))
+    candidates = [update] if update is not None else sorted(self.steps(), reverse=True)
+    if not candidates:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    problems = []
+    for step in candidates:
+      if step not in self.manager.all_steps():
+        raise CheckpointError(f"no checkpoint for update {step} in {self.directory}; "
+                              f"there are: {list(self.steps()) or 'none'}")
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        state = _fill_empty(restored["state"], host_template)
+      except Exception as e:  # damaged files show up as many different exception types
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        problems.append(f"{step}: {reason}")
+        log(f"checkpoint {os.path.join(self.directory, str(step))} is damaged or incomplete "
+            f"({reason}); trying the one before it")
+        continue
+      return step, state, restored["meta"]
+    raise CheckpointError(f"no usable checkpoint in {self.directory} "
+                          f"({'; '.join(problems)}); start a new --workdir")
+
+
+def _eval_score(evaluation: Dict[str, Any]) -> float:
+  """Success rate first, return to break ties (returns here are below 1e6)."""
+  success = evaluation.get("eval_success_rate")
+  success = 0.0 if success is None or np.isnan(success) else success
+  value = evaluation.get("eval_return")
+  value = 0.0 if value is None or np.isnan(value) else value
+  return float(success) * 1e6 + float(value)
+
+
+def to_devices(host_state: Any, like: Any) -> Any:
+  """Places a restored host state on the devices the same way as `like` (a pmapped state)."""
+  return jax.tree.map(lambda h, d: jax.device_put(np.asarray(h), d.sharding), host_state, like)
