@@ -146,6 +146,23 @@ class Checkpointer:
     return self.manager.restore(update, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
         "meta"]
 
+  def saved_config(self, update: Optional[int] = None) -> Dict[str, Any]:
+    """The config of checkpoint `update`, or of the latest one whose metadata reads back."""
+    for step in [update] if update is not None else sorted(self.steps(), reverse=True):
+      try:
+        return self.read_meta(step)["config"]
+      except Exception:  # damaged: `restore` reports it; the config is the same in all of them
+        continue
+    raise CheckpointError(f"no readable checkpoint in {self.directory}; start a new --workdir")
+
+  def check_config(self, config: Dict[str, Any], update: Optional[int] = None) -> None:
+    """Refuses to continue a checkpoint with a config that trains something else."""
+    differences = config_differences(self.saved_config(update), config)
+    if differences:
+      raise CheckpointError(
+          f"the checkpoints in {self.directory} were written with another config: "
+          f"{'; '.join(differences)}. Use a new --workdir, or the checkpoint's values")
+
   def best_step(self) -> Optional[int]:
     """The kept checkpoint with the best evaluation, or None if none was saved at one."""
     scored = []

@@ -122,6 +122,9 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
       checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
       keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
   source, source_update = _restore_source(checkpointer, restore_path)
+  config_dict = checkpoint_lib.config_to_dict(config)
+  if source is not None:
+    source.check_config(config_dict, source_update)
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = build(config)
@@ -131,17 +134,11 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   step_keys = jax.numpy.stack([jax.random.fold_in(key, 1)] * jax.local_device_count())
 
   # ---------------------------------------------------------------- restore
-  config_dict = checkpoint_lib.config_to_dict(config)
   episodes = metrics_lib.EpisodeAccumulator()
   window = []  # (update, host metrics) of the log window in progress
   start = 0
   if source is not None:
     start, host_state, meta = source.restore(state, source_update)
-    differences = checkpoint_lib.config_differences(meta["config"], config_dict)
-    if differences:
-      raise checkpoint_lib.CheckpointError(
-          f"checkpoint {source.directory}/{start} was written with another config: "
-          f"{'; '.join(differences)}. Use a new --workdir, or the checkpoint's values")
     state = checkpoint_lib.to_devices(host_state, state)
     episodes.load(meta["episodes"])
     window = [(update, values) for update, values in meta["window"]]

@@ -105,3 +105,117 @@ def test_killed_then_stopped_then_resumed_run_equals_uninterrupted_run(repo_root
   for path, leaf in leaves:
     np.testing.assert_array_equal(leaf, reference_leaves[path],
                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_restore_flag_starts_a_new_workdir_from_a_given_checkpoint(repo_root, uninterrupted,
+                                                                    tmp_path):
+  workdir = str(tmp_path / "restored")
+  result = _run(repo_root, workdir, f"--restore={uninterrupted}/checkpoints/50")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"resuming from {uninterrupted}/checkpoints/50" in result.stderr
+  # Updates 51-60 are those of the uninterrupted run, number for number.
+  assert _records(workdir) == [r for r in _records(uninterrupted) if r["step"] > 50 * 16 * 8]
+  _, state = _final_state(workdir)
+  _, reference = _final_state(uninterrupted)
+  for leaf, reference_leaf in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
+    np.testing.assert_array_equal(leaf, reference_leaf)
+
+
+def test_checkpoint_of_another_config_is_refused_naming_the_keys(repo_root, uninterrupted):
+  before = open(os.path.join(uninterrupted, "metrics.jsonl")).read()
+  result = _run(repo_root, uninterrupted, "--config.intrinsic.embed_dim=32",
+                "--config.intrinsic.kind=none")
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if "error:" in line]
+  assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert "intrinsic.embed_dim=16 in the checkpoint vs 32 now" in errors[0]
+  assert "intrinsic.kind='mimex' in the checkpoint vs 'none' now" in errors[0]
+  assert "num_envs" not in errors[0]  # only what differs is named
+  assert open(os.path.join(uninterrupted, "metrics.jsonl")).read() == before
+
+
+def test_missing_restore_path_is_one_line(repo_root, tmp_path):
+  result = _run(repo_root, str(tmp_path / "new"), f"--restore={tmp_path}/nowhere")
+  assert result.returncode == 2
+  assert f"--restore={tmp_path}/nowhere does not exist" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def _damage(directory):
+  """Cuts every file of a checkpoint's state in half, as a crash of the storage might."""
+  damaged = 0
+  for root, _, files in os.walk(os.path.join(directory, "state")):
+    for name in files:
+      path = os.path.join(root, name)
+      size = os.path.getsize(path)
+      with open(path, "r+b") as f:
+        f.truncate(size // 2)
+      damaged += 1
+  assert damaged
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path,
+                                                                smoke_config):
+  import shutil
+  from mimex_jax import parallel
+  from mimex_jax.train import build
+  directory = str(tmp_path / "checkpoints")
+  shutil.copytree(os.path.join(uninterrupted, "checkpoints"), directory)
+  _damage(os.path.join(directory, "60"))
+  _, fused, _, _ = build(smoke_config)
+  template = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
+  messages = []
+  checkpointer = checkpoint_lib.Checkpointer(directory, read_only=True)
+  update, state, meta = checkpointer.restore(template, log=messages.append)
+  assert update == 50 and meta["update"] == 50
+  assert len(messages) == 1 and f"{directory}/60 is damaged or incomplete" in messages[0]
+  assert int(state.update_step[0]) == 50
+  _, intact_state, _ = checkpoint_lib.Checkpointer(
+      os.path.join(uninterrupted, "checkpoints"), read_only=True).restore(template, update=50)
+  for leaf, intact in zip(jax.tree.leaves(state), jax.tree.leaves(intact_state)):
+    np.testing.assert_array_equal(leaf, intact)
+  # All damaged: one clear error, not a traceback from deep inside Orbax.
+  for step in checkpointer.steps():
+    _damage(os.path.join(directory, str(step)))
+  with pytest.raises(checkpoint_lib.CheckpointError, match="no usable checkpoint"):
+    checkpointer.restore(template, log=messages.append)
+
+
+def test_nan_in_a_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_config, tmp_path,
+                                                                        monkeypatch):
+  import jax.numpy as jnp
+  from mimex_jax.train import train_and_evaluate
+  from mimex_jax.train_step import FusedStep
+  original = FusedStep.__call__
+
+  def poisoned(self, state, key):  # the 5th update's value loss is NaN
+    new_state, metrics = original(self, state, key)
+    bad = jnp.where(state.update_step == 4, jnp.nan, metrics["value_loss"])
+    return new_state, {**metrics, "value_loss": bad}
+
+  monkeypatch.setattr(FusedStep, "__call__", poisoned)
+  workdir = str(tmp_path / "nan")
+  with pytest.raises(checkpoint_lib.NonFiniteError) as error:
+    train_and_evaluate(smoke_config, workdir, show_progress=False)
+  message = str(error.value)
+  assert "value_loss is nan at update 5 (env step 640)" in message
+  assert f"last good checkpoint: {workdir}/checkpoints/3" in message
+  assert _saved_steps(workdir) == [3]  # update 6 was not saved
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                             read_only=True)
+  state = checkpointer.manager.restore(3)["state"]
+  assert checkpoint_lib.first_non_finite(state["params"], "params") is None
+
+
+def test_save_refuses_non_finite_parameters(smoke_config, tmp_path):
+  from mimex_jax import parallel
+  from mimex_jax.train import build
+  _, fused, _, _ = build(smoke_config)
+  state = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
+  policy = state.params.policy
+  policy["params"]["log_std"] = policy["params"]["log_std"] * np.inf
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / "c"))
+  with pytest.raises(checkpoint_lib.NonFiniteError, match=r"state.*log_std.*not finite"):
+    checkpointer.save(1, state, {})
+  checkpointer.wait()
+  assert checkpointer.steps() == []
