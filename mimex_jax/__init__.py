@@ -4,4 +4,19 @@ Arrays that come out of a rollout are time-major: `[T, B, ...]` with T the unrol
 the number of environments on one device. That is the only convention used in this package.
 """
 
+import os
+import sys
+
 __version__ = "0.1.0"
+
+# MuJoCo picks its OpenGL backend when it is first imported. A headless Linux machine has no
+# window system, so evaluation videos render through EGL unless the user chose a backend.
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+  os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def load_policy(workdir: str, step=None):
+  """A jitted `policy(obs) -> action` (deterministic) restored from a run's checkpoint;
+  `step` is an update number, "best", or None for the latest. See `mimex_jax.policy`."""
+  from mimex_jax.policy import load_policy as _load_policy  # JAX loads only when asked
+  return _load_policy(workdir, step)

@@ -112,8 +112,10 @@ class Checkpointer:
     if keep_best:
       policies.append(managers.BestN(get_metric_fn=_eval_score, reverse=False, n=1,
                                      keep_checkpoints_without_metrics=False))
+    # `read_only` only promises not to write: Orbax's own read-only mode logs warnings on
+    # every open, and nothing here saves into a source it restores from.
     options = ocp.CheckpointManagerOptions(
-        create=not read_only, read_only=read_only, enable_async_checkpointing=async_save,
+        create=not read_only, enable_async_checkpointing=async_save,
         cleanup_tmp_directories=not read_only,  # leftovers of a save cut short by a crash
         preservation_policy=managers.AnyPreservationPolicy(policies))
     self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -129,7 +131,8 @@ class Checkpointer:
                             host_state.intrinsic), "state")
     if bad is not None:
       raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
-    meta = {**meta, "update": int(update), "eval": eval_metrics}
+    meta = {**meta, "update": int(update), "eval": eval_metrics,
+            "num_devices": int(np.shape(host_state.update_step)[0])}
     self.manager.save(
         int(update),
         args=ocp.args.Composite(state=ocp.args.StandardSave(_drop_empty(host_state)),

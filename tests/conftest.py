@@ -2,6 +2,8 @@
 compilation cache (compiles dominate on 2 cores)."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -27,3 +29,23 @@ def smoke_config():
   sys.path.insert(0, REPO)
   from configs import ppo
   return ppo.get_config("smoke")
+
+
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+       "JAX_PLATFORMS": "cpu"}
+CHECKPOINTED_UPDATES = 60  # smoke-sized updates take milliseconds; 60 leave time to interrupt
+CHECKPOINTED_RUN_ARGS = [
+    "--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * CHECKPOINTED_UPDATES}",
+    "--config.log_every=5", "--config.eval_every=10", "--config.checkpoint.every=10",
+    "--config.checkpoint.max_to_keep=3"]
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(repo_root, tmp_path_factory):
+  """The workdir of a finished smoke-sized run with checkpoints at updates 10, 20, ..., 60."""
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  result = subprocess.run(
+      [sys.executable, "-m", "mimex_jax.train", *CHECKPOINTED_RUN_ARGS, f"--workdir={workdir}"],
+      cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir

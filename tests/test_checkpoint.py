@@ -1,7 +1,6 @@
 """Checkpoints: a run killed (SIGKILL) or stopped (SIGTERM) and resumed ends exactly where the
 uninterrupted run ends; damaged checkpoints are skipped; other configs and NaNs are refused."""
 
-import json
 import os
 import signal
 import subprocess
@@ -15,12 +14,8 @@ import pytest
 from mimex_jax import checkpoint as checkpoint_lib
 from mimex_jax.metrics import read_metrics
 
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-       "JAX_PLATFORMS": "cpu"}
-UPDATES = 60  # smoke-sized updates take milliseconds; 60 leave time to interrupt a run
-RUN_ARGS = ["--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * UPDATES}",
-            "--config.log_every=5", "--config.eval_every=10", "--config.checkpoint.every=10",
-            "--config.checkpoint.max_to_keep=3"]
+from conftest import CHECKPOINTED_RUN_ARGS as RUN_ARGS, CHECKPOINTED_UPDATES as UPDATES, ENV
+
 TIMING = ("steps_per_second", "compile_seconds")  # wall-clock figures differ between runs
 
 
@@ -64,14 +59,6 @@ def _final_state(workdir):
 
 def _records(workdir):
   return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(workdir)]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(repo_root, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  result = _run(repo_root, workdir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir
 
 
 def test_killed_then_stopped_then_resumed_run_equals_uninterrupted_run(repo_root, uninterrupted,
@@ -219,3 +206,20 @@ def test_save_refuses_non_finite_parameters(smoke_config, tmp_path):
     checkpointer.save(1, state, {})
   checkpointer.wait()
   assert checkpointer.steps() == []
+
+
+def test_keeps_the_latest_checkpoints_and_the_best_evaluation(smoke_config, tmp_path):
+  from mimex_jax import parallel
+  from mimex_jax.train import build
+  _, fused, _, _ = build(smoke_config)
+  state = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / "c"), max_to_keep=2)
+  evaluations = {1: (0.5, 10.0), 2: None, 3: (1.0, 3.0), 4: (1.0, 2.0), 5: None, 6: (0.0, 50.0)}
+  for update, evaluation in evaluations.items():
+    metrics = None if evaluation is None else {"eval_success_rate": evaluation[0],
+                                               "eval_return": evaluation[1]}
+    checkpointer.save(update, state, {"config": {}}, metrics)
+  checkpointer.wait()
+  # Success rate ranks first, return breaks the tie between updates 3 and 4.
+  assert checkpointer.steps() == [3, 5, 6]
+  assert checkpointer.best_step() == 3

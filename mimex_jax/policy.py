@@ -1,0 +1,90 @@
+"""Restoring a trained policy from a run's workdir, for evaluation, videos and notebooks:
+
+  policy = mimex_jax.load_policy("runs/default")      # latest checkpoint
+  action = policy(obs)                                # raw observation(s) -> action in [-1, 1]
+"""
+
+import dataclasses
+import functools
+import os
+from typing import Any, Callable, Optional, Union
+
+import jax
+import numpy as np
+from ml_collections import config_dict
+import orbax.checkpoint as ocp
+
+from mimex_jax import checkpoint as checkpoint_lib
+from mimex_jax import parallel
+
+Checkpoint = Optional[Union[int, str]]  # an update number, "latest", "best" or None (latest)
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  config: config_dict.ConfigDict
+  env: Any  # mimex_jax.envs.Env
+  fused: Any  # the FusedStep that trained it (for its policy and normalizer)
+  update: int  # updates done when the checkpoint was saved
+  env_steps: int
+  policy_args: Any  # (PPO params, normalizer state) of one device
+  path: str
+
+  def act(self, obs: jax.Array) -> jax.Array:
+    return self.fused.deterministic_policy(self.policy_args, obs)
+
+
+def resolve(workdir: str, checkpoint: Checkpoint = None):
+  """`(checkpointer, update)` for `checkpoint` of the run in `workdir`."""
+  directory = checkpoint_lib.checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise checkpoint_lib.CheckpointError(
+        f"{workdir} holds no checkpoints/ folder; train first with "
+        f"`python -m mimex_jax.train --config=... --workdir={workdir}`")
+  checkpointer = checkpoint_lib.Checkpointer(directory, read_only=True)
+  steps = checkpointer.steps()
+  if not steps:
+    raise checkpoint_lib.CheckpointError(f"no checkpoint in {directory}")
+  if checkpoint is None or checkpoint == "latest":
+    return checkpointer, steps[-1]
+  if checkpoint == "best":
+    best = checkpointer.best_step()
+    if best is None:
+      raise checkpoint_lib.CheckpointError(
+          f"no checkpoint in {directory} was saved at an evaluation; use latest or one of "
+          f"{steps}")
+    return checkpointer, best
+  if str(checkpoint).isdigit() and int(checkpoint) in steps:
+    return checkpointer, int(checkpoint)
+  raise checkpoint_lib.CheckpointError(
+      f"checkpoint {checkpoint!r} is not in {directory}; choose latest, best or one of {steps}")
+
+
+def load(workdir: str, checkpoint: Checkpoint = None) -> LoadedRun:
+  """Restores the policy of `checkpoint` with the env and config it was trained with."""
+  from mimex_jax.train import build  # the same construction as training, no second copy
+  checkpointer, update = resolve(workdir, checkpoint)
+  meta = checkpointer.read_meta(update)
+  config = config_dict.ConfigDict(meta["config"])
+  env, fused, steps_per_update, _ = build(config)
+  # Only the policy's parts are read, so a run saved on 8 devices loads on 1.
+  key = jax.random.PRNGKey(0)
+  abstract = jax.eval_shape(fused.init, key, key)
+  item = jax.tree.map(lambda s: np.zeros((meta["num_devices"],) + s.shape, s.dtype),
+                      {"params": abstract.params, "normalizer": abstract.normalizer})
+  restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(
+          item=item, partial_restore=True,
+          restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
+  ))["state"]
+  policy_args = parallel.unreplicate((restored["params"], restored["normalizer"]))
+  return LoadedRun(config=config, env=env, fused=fused, update=update,
+                   env_steps=update * steps_per_update, policy_args=policy_args,
+                   path=os.path.join(checkpointer.directory, str(update)))
+
+
+def load_policy(workdir: str, checkpoint: Checkpoint = None) -> Callable[[Any], jax.Array]:
+  """A jitted `policy(obs) -> action`: the deterministic (mean) action for raw observations,
+  `[obs_size]` or batched `[..., obs_size]`."""
+  run = load(workdir, checkpoint)
+  return jax.jit(functools.partial(run.fused.deterministic_policy, run.policy_args))
