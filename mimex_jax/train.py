@@ -107,20 +107,33 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   SIGTERM or SIGINT stops after the current update with a checkpoint (`result["preempted"]`).
   """
   import jax
-  import numpy as np
   from mimex_jax import checkpoint as checkpoint_lib
-  from mimex_jax import config_checks, metrics as metrics_lib, parallel
-  from mimex_jax.evaluate import make_evaluator
-  from mimex_jax.preemption import PreemptionGuard
+  from mimex_jax import config_checks
 
   # ---------------------------------------------------------------- checks and output
   config_checks.check(config, jax.device_count())
   enable_compilation_cache()
-  is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint_lib.Checkpointer(
       checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
       keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
+  try:
+    return _train(config, workdir, checkpointer, restore_path, show_progress)
+  finally:  # a save in flight completes, also when training failed
+    checkpointer.wait()
+    checkpointer.close()
+
+
+def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
+           show_progress: bool) -> Dict[str, Any]:
+  import jax
+  import numpy as np
+  from mimex_jax import checkpoint as checkpoint_lib
+  from mimex_jax import metrics as metrics_lib, parallel
+  from mimex_jax.evaluate import make_evaluator
+  from mimex_jax.preemption import PreemptionGuard
+
+  is_main = jax.process_index() == 0
   source, source_update = _restore_source(checkpointer, restore_path)
   config_dict = checkpoint_lib.config_to_dict(config)
   if source is not None:
@@ -213,8 +226,6 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
           break
   finally:
     writer.close()
-    checkpointer.wait()  # a save in flight completes, also when training failed
-    checkpointer.close()
   last["checkpoint"] = last_checkpoint
   if preempted:
     last.update(preempted=preempted, step=update * steps_per_update)
