@@ -16,6 +16,7 @@ Other variants: `--config=configs/ppo.py:<variant>` with <variant> one of
   smoke                    a few seconds of everything, for tests and CI
 
 Override any field: `--config.intrinsic.kind=none --config.total_steps=5_000_000`.
+Rerunning a command in the same --workdir resumes from its latest checkpoint (checkpoints/).
 Figures in docstrings and README were measured on a 2-core CPU (no GPU) with jax 0.10.2.
 """
 

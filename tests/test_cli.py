@@ -60,6 +60,8 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.env.name=CartpoleSwingupSparce", "env.name='CartpoleSwingupSparce' is not a "
                                                 "known task"),
     ("--config.intrinsic.kind=curiosity", "intrinsic.kind='curiosity' is invalid"),
+    ("--config.checkpoint.every=-1", "checkpoint.every=-1 is invalid"),
+    ("--config.checkpoint.max_to_keep=0", "checkpoint.max_to_keep=0 is invalid"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tmp_path):
   result = _train(repo_root, override, workdir=str(tmp_path / "bad"))
