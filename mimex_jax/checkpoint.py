@@ -149,22 +149,31 @@ class Checkpointer:
     return self.manager.restore(update, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
         "meta"]
 
-  def saved_config(self, update: Optional[int] = None) -> Dict[str, Any]:
-    """The config of checkpoint `update`, or of the latest one whose metadata reads back."""
+  def saved_meta(self, update: Optional[int] = None) -> Dict[str, Any]:
+    """The metadata of checkpoint `update`, or of the latest one that reads back."""
     for step in [update] if update is not None else sorted(self.steps(), reverse=True):
       try:
-        return self.read_meta(step)["config"]
+        return self.read_meta(step)
       except Exception:  # damaged: `restore` reports it; the config is the same in all of them
         continue
     raise CheckpointError(f"no readable checkpoint in {self.directory}; start a new --workdir")
 
-  def check_config(self, config: Dict[str, Any], update: Optional[int] = None) -> None:
-    """Refuses to continue a checkpoint with a config that trains something else."""
-    differences = config_differences(self.saved_config(update), config)
+  def check_compatible(self, config: Dict[str, Any], num_devices: int,
+                       update: Optional[int] = None) -> None:
+    """Refuses to continue a checkpoint with a config that trains something else, or on another
+    number of devices (each device holds its own environments)."""
+    meta = self.saved_meta(update)
+    differences = config_differences(meta["config"], config)
     if differences:
       raise CheckpointError(
           f"the checkpoints in {self.directory} were written with another config: "
           f"{'; '.join(differences)}. Use a new --workdir, or the checkpoint's values")
+    if meta["num_devices"] != num_devices:
+      raise CheckpointError(
+          f"the checkpoints in {self.directory} were written on {meta['num_devices']} local "
+          f"devices and this process has {num_devices}; resume on {meta['num_devices']} "
+          f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count={meta['num_devices']}), "
+          f"or evaluate it with mimex_jax.evaluate, which loads on any number")
 
   def best_step(self) -> Optional[int]:
     """The kept checkpoint with the best evaluation, or None if none was saved at one."""

@@ -137,7 +137,7 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
   source, source_update = _restore_source(checkpointer, restore_path)
   config_dict = checkpoint_lib.config_to_dict(config)
   if source is not None:
-    source.check_config(config_dict, source_update)
+    source.check_compatible(config_dict, jax.local_device_count(), source_update)
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = build(config)

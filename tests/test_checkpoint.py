@@ -223,3 +223,18 @@ def test_keeps_the_latest_checkpoints_and_the_best_evaluation(smoke_config, tmp_
   # Success rate ranks first, return breaks the tie between updates 3 and 4.
   assert checkpointer.steps() == [3, 5, 6]
   assert checkpointer.best_step() == 3
+
+
+def test_resume_on_another_device_count_is_refused(smoke_config, tmp_path):
+  from mimex_jax import parallel
+  from mimex_jax.train import build
+  _, fused, _, _ = build(smoke_config)
+  state = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / "c"))
+  config = checkpoint_lib.config_to_dict(smoke_config)
+  checkpointer.save(1, state, {"config": config})
+  checkpointer.wait()
+  checkpointer.check_compatible(config, num_devices=2)  # the same: accepted
+  with pytest.raises(checkpoint_lib.CheckpointError,
+                     match="written on 2 local devices and this process has 1"):
+    checkpointer.check_compatible(config, num_devices=1)
