@@ -79,10 +79,15 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.activation = "elu"
 
   config.intrinsic = config_dict.ConfigDict()
-  config.intrinsic.kind = "mimex"  # mimex | none
+  config.intrinsic.kind = "mimex"  # mimex | rnd | icm | none
   config.intrinsic.k_expl = 0.05  # total reward = r_ext + k_expl * r_int (reference 0.05)
   config.intrinsic.anneal = False  # decay k_expl linearly to 0 over training
+  config.intrinsic.normalize = False  # divide r_int by a running std of intrinsic returns
+  config.intrinsic.return_discount = 0.99  # discount of those returns (non-episodic, as RND)
   config.intrinsic.seq_len = 5  # T, the exploration length
+  # What MIMEx hides: random (positions, the paper's default) | elementwise (entries of [T, D])
+  # | last (the future given the past) | block (a contiguous span at a random offset)
+  config.intrinsic.mask = "random"
   config.intrinsic.mask_ratio = 0.7  # keeps int(T * (1 - mask_ratio)) positions
   config.intrinsic.n_mask = 1  # independent maskings averaged per sequence
   config.intrinsic.learning_rate = 1e-4
@@ -98,6 +103,15 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.intrinsic.decoder_embed_dim = 64
   config.intrinsic.decoder_depth = 1
   config.intrinsic.decoder_num_heads = 2
+  # Baselines, sized as the MIMEx reference.
+  config.intrinsic.rnd = config_dict.ConfigDict()
+  config.intrinsic.rnd.hidden_sizes = (256, 256)  # target and predictor MLPs
+  config.intrinsic.rnd.output_size = 288
+  config.intrinsic.rnd.learning_rate = 1e-3
+  config.intrinsic.icm = config_dict.ConfigDict()
+  config.intrinsic.icm.feature_size = 288  # linear encoder, trained by the inverse model
+  config.intrinsic.icm.hidden_size = 256  # inverse and forward models
+  config.intrinsic.icm.learning_rate = 1e-3
 
   if arg == "cartpole_swingup_sparse":
     config.total_steps = 20_000_000

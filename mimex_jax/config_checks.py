@@ -4,7 +4,7 @@ the value and what is allowed."""
 from typing import Any, Callable, List, Tuple
 
 from mimex_jax import envs, intrinsic
-from mimex_jax.intrinsic.masking import num_kept
+from mimex_jax.intrinsic.masking import KINDS as MASK_KINDS, num_kept
 from mimex_jax.networks.mlp import ACTIVATIONS
 
 
@@ -72,7 +72,10 @@ _RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
     ("intrinsic.kind", lambda x: x in intrinsic.KINDS, f"one of {intrinsic.KINDS}"),
     ("intrinsic.k_expl", _nonneg_number, "a number >= 0"),
+    ("intrinsic.normalize", lambda x: isinstance(x, bool), "True or False"),
+    ("intrinsic.return_discount", lambda x: _unit_interval(x) and x < 1, "0 <= x < 1"),
     ("intrinsic.seq_len", _positive_int, "an integer >= 1"),
+    ("intrinsic.mask", lambda x: x in MASK_KINDS, f"one of {MASK_KINDS}"),
     ("intrinsic.mask_ratio", lambda x: _nonneg_number(x) and x < 1, "0 <= mask_ratio < 1"),
     ("intrinsic.n_mask", _positive_int, "an integer >= 1"),
     ("intrinsic.learning_rate", _positive_number, "a number > 0"),
@@ -86,6 +89,12 @@ _RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
      "an even integer >= 2"),
     ("intrinsic.decoder_depth", _positive_int, "an integer >= 1"),
     ("intrinsic.decoder_num_heads", _positive_int, "an integer >= 1"),
+    ("intrinsic.rnd.hidden_sizes", _sizes, "a tuple of integers >= 1"),
+    ("intrinsic.rnd.output_size", _positive_int, "an integer >= 1"),
+    ("intrinsic.rnd.learning_rate", _positive_number, "a number > 0"),
+    ("intrinsic.icm.feature_size", _positive_int, "an integer >= 1"),
+    ("intrinsic.icm.hidden_size", _positive_int, "an integer >= 1"),
+    ("intrinsic.icm.learning_rate", _positive_number, "a number > 0"),
 ]
 
 
@@ -112,7 +121,12 @@ def check(config: Any, device_count: int) -> None:
         f"per-device batch num_envs/devices*unroll_length={per_device_batch}")
 
   block = config.intrinsic
-  if block.kind == "mimex":
+  if block.kind != "mimex":
+    return
+  if block.mask == "elementwise":
+    if block.mask_ratio == 0:
+      raise ConfigError("config key intrinsic.mask_ratio=0 masks no element; raise it")
+  else:
     kept = num_kept(block.seq_len, block.mask_ratio)
     if kept >= block.seq_len:
       raise ConfigError(
@@ -122,7 +136,7 @@ def check(config: Any, device_count: int) -> None:
       raise ConfigError(
           f"config key intrinsic.mask_ratio={block.mask_ratio!r} keeps no position of "
           f"seq_len={block.seq_len} and use_cls=False leaves the encoder nothing; lower it")
-    for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
-      if block[width] % block[heads]:
-        raise ConfigError(f"config key intrinsic.{heads}={block[heads]} does not divide "
-                          f"intrinsic.{width}={block[width]}")
+  for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+    if block[width] % block[heads]:
+      raise ConfigError(f"config key intrinsic.{heads}={block[heads]} does not divide "
+                        f"intrinsic.{width}={block[width]}")

@@ -74,3 +74,49 @@ def test_trailing_windows_zero_pad_at_episode_starts():
   windows3, _, _, _ = trailing_windows(new_history, new_done.at[-1].set(1.0),
                                        jnp.full((1, 1, 1), 6.0), jnp.zeros((1, 1)))
   np.testing.assert_array_equal(windows3[0, 0, :, 0], [0, 0, 6])
+
+
+def test_last_mask_hides_the_future_only():
+  from mimex_jax.intrinsic.masking import last_mask
+  keep, mask = last_mask(8, 5, 0.7)  # keeps int(5 * 0.3) = 1
+  np.testing.assert_array_equal(mask, np.tile([0, 1, 1, 1, 1], (8, 1)))
+  np.testing.assert_array_equal(keep, np.zeros((8, 1)))
+  keep, mask = last_mask(2, 10, 0.7)  # keeps 3
+  np.testing.assert_array_equal(keep, np.tile([0, 1, 2], (2, 1)))
+  np.testing.assert_array_equal(mask.sum(axis=1), [7, 7])
+
+
+def test_block_mask_hides_one_contiguous_span_at_a_uniform_offset():
+  from mimex_jax.intrinsic.masking import block_mask
+  length, ratio, num = 10, 0.7, 8192  # keeps 3, hides a span of 7 starting at 0..3
+  keep, mask = block_mask(jax.random.PRNGKey(0), num, length, ratio)
+  keep, mask = np.asarray(keep), np.asarray(mask)
+  np.testing.assert_array_equal(mask.sum(axis=1), 7)
+  starts = mask.argmax(axis=1)
+  for row in range(0, num, 331):
+    np.testing.assert_array_equal(np.flatnonzero(mask[row]), np.arange(starts[row],
+                                                                       starts[row] + 7))
+    np.testing.assert_array_equal(keep[row], np.flatnonzero(mask[row] == 0))
+  frequency = np.bincount(starts, minlength=4) / num
+  assert frequency.shape == (4,)  # no span starts past where it fits
+  np.testing.assert_allclose(frequency, 0.25, atol=4 * np.sqrt(0.25 * 0.75 / num))
+
+
+def test_elementwise_mask_hides_the_ratio_of_entries_uniformly():
+  from mimex_jax.intrinsic.masking import elementwise_mask
+  length, dim, ratio, num = 5, 4, 0.7, 4096  # keeps int(20 * 0.3) = 6 entries of 20
+  keep, mask = elementwise_mask(jax.random.PRNGKey(0), num, length, dim, ratio)
+  keep, mask = np.asarray(keep), np.asarray(mask)
+  assert mask.shape == (num, length, dim)
+  np.testing.assert_array_equal(mask.sum(axis=(1, 2)), 14)
+  np.testing.assert_array_equal(keep, np.tile(np.arange(length), (num, 1)))  # all positions in
+  np.testing.assert_allclose(mask.mean(axis=0), 14 / 20, atol=4 * np.sqrt(0.7 * 0.3 / num))
+  assert len({row.tobytes() for row in mask[:100]}) == 100  # a new pattern per sequence
+
+
+def test_element_mask_loss_counts_only_masked_entries():
+  target = jnp.zeros((1, 2, 2))
+  reconstruction = jnp.array([[[1.0, 2.0], [3.0, 100.0]]])
+  mask = jnp.array([[[1.0, 0.0], [1.0, 0.0]]])
+  np.testing.assert_allclose(masked_sequence_loss(reconstruction, target, mask),
+                             [(1.0 + 9.0) / 2])

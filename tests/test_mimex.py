@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mimex_jax.intrinsic import IntrinsicBatch, Mimex
 
@@ -24,8 +25,10 @@ def _novel(key, num, length=5, dim=4):
   return -1.0 + jnp.cumsum(0.7 * jax.random.normal(key, (num, length, dim)), axis=1)
 
 
-def test_mimex_scores_unseen_sequences_above_familiar_ones():
-  mimex = Mimex(obs_size=4, seq_len=5, mask_ratio=0.6, learning_rate=1e-3, model_kwargs=SMALL)
+@pytest.mark.parametrize("mask", ["random", "last", "elementwise"])
+def test_mimex_scores_unseen_sequences_above_familiar_ones(mask):
+  mimex = Mimex(obs_size=4, seq_len=5, mask_ratio=0.6, learning_rate=1e-3, mask=mask,
+                model_kwargs=SMALL)
   state = mimex.init(jax.random.PRNGKey(0), num_envs=1)
 
   @jax.jit

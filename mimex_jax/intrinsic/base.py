@@ -32,3 +32,21 @@ class IntrinsicReward(Protocol):
   def update(self, state: Any, batch: IntrinsicBatch,
              key: jax.Array) -> Tuple[Any, jax.Array, Dict[str, jax.Array]]:
     ...
+
+
+class PredictorState(NamedTuple):
+  """Parameters and Adam state of a bonus's trained networks."""
+  params: Any
+  opt_state: Any
+
+
+def online_step(optimizer, params: Any, opt_state: Any, loss_fn, axis_name=None):
+  """One optimizer step on `loss_fn(params) -> (mean loss, per-sample losses)`, gradients averaged
+  across devices. Returns `(params, opt_state, per_sample_losses, mean_loss)`; the per-sample
+  losses come from the parameters before the step (they are the bonus of this rollout)."""
+  import optax
+  from mimex_jax import parallel
+  (loss, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  grads = parallel.mean_across_devices(grads, axis_name)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, jax.lax.stop_gradient(losses), loss

@@ -14,9 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mimex_jax import parallel
-from mimex_jax.intrinsic.base import IntrinsicBatch
-from mimex_jax.intrinsic.masking import random_mask
+from mimex_jax.intrinsic.base import IntrinsicBatch, online_step
+from mimex_jax.intrinsic.masking import make_mask, random_mask
 from mimex_jax.intrinsic.sequences import trailing_windows
 from mimex_jax.networks.transformer import Block, dense, sinusoidal_positions
 
@@ -64,11 +63,18 @@ class MaskedSequenceModel(nn.Module):
 
 def masked_sequence_loss(reconstruction: jax.Array, target: jax.Array, mask: jax.Array,
                          norm_loss: bool = False) -> jax.Array:
-  """Per-sequence loss `[N]`: squared error averaged over D, then over masked positions only."""
+  """Per-sequence loss `[N]` over the hidden parts only.
+
+  With a position mask `[N, L]`: squared error averaged over D, then over masked positions.
+  With an element mask `[N, L, D]`: squared error averaged over the masked entries.
+  """
   if norm_loss:
     mean = target.mean(axis=-1, keepdims=True)
     var = target.var(axis=-1, keepdims=True)
     target = (target - mean) / jnp.sqrt(var + 1e-6)
+  if mask.ndim == 3:
+    error = jnp.square(reconstruction - target)
+    return jnp.sum(error * mask, axis=(1, 2)) / jnp.maximum(jnp.sum(mask, axis=(1, 2)), 1.0)
   error = jnp.mean(jnp.square(reconstruction - target), axis=-1)
   return jnp.sum(error * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
 
@@ -83,9 +89,11 @@ class MimexState:
 
 
 class Mimex:
-  """MIMEx with a random mask over sequence positions (`mask_ratio` of them hidden)."""
+  """MIMEx: `mask_ratio` of each sequence hidden by the mask distribution `mask` (see
+  `masking.py`: random, elementwise, last, block)."""
 
   def __init__(self, obs_size: int, seq_len: int = 5, mask_ratio: float = 0.7, n_mask: int = 1,
+               mask: str = "random",
                learning_rate: float = 1e-4, embedding: str = "obs", embedding_dim: int = 64,
                norm_loss: bool = False, model_kwargs: Optional[Dict[str, Any]] = None,
                axis_name: Optional[str] = None):
@@ -94,6 +102,7 @@ class Mimex:
     self.obs_size = obs_size
     self.seq_len = seq_len
     self.mask_ratio = mask_ratio
+    self.mask = mask
     self.n_mask = n_mask
     self.embedding = embedding
     self.embedding_size = obs_size if embedding == "obs" else embedding_dim
@@ -120,8 +129,10 @@ class Mimex:
     """`[N, L, E]` -> `[N]`, averaged over `n_mask` independent maskings."""
     num = sequences.shape[0]
     tiled = jnp.tile(sequences, (self.n_mask, 1, 1))
-    keep, mask = random_mask(key, tiled.shape[0], self.seq_len, self.mask_ratio)
-    reconstruction = self.model.apply(params, tiled, keep)
+    keep, mask = make_mask(self.mask, key, tiled.shape[0], self.seq_len, tiled.shape[-1],
+                           self.mask_ratio)
+    inputs = tiled * (1.0 - mask) if mask.ndim == 3 else tiled  # element masks zero entries
+    reconstruction = self.model.apply(params, inputs, keep)
     losses = masked_sequence_loss(reconstruction, tiled, mask, self.norm_loss)
     return losses.reshape(self.n_mask, num).mean(axis=0)
 
@@ -140,10 +151,8 @@ class Mimex:
       losses = self._sequence_losses(params, sequences, key)
       return losses.mean(), losses
 
-    (loss, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = parallel.mean_across_devices(grads, self.axis_name)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params, opt_state, losses, loss = online_step(self.optimizer, state.params, state.opt_state,
+                                                  loss_fn, self.axis_name)
     return state.replace(params=params, opt_state=opt_state), losses, loss
 
   def _windows(self, state: MimexState, batch: IntrinsicBatch):
