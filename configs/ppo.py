@@ -46,6 +46,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.env.action_repeat = 1
 
   config.seed = 0
+  config.num_seeds = 1  # seeds seed..seed+N-1 trained side by side in one program (vmap)
   config.num_envs = 256  # over all devices; must divide evenly among them
   config.unroll_length = 32  # env steps per env per update (the reference's 32)
   config.total_steps = 4_000_000  # env steps = updates * num_envs * unroll_length * action_repeat

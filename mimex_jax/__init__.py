@@ -15,8 +15,9 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
   os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def load_policy(workdir: str, step=None):
+def load_policy(workdir: str, step=None, seed: int = 0):
   """A jitted `policy(obs) -> action` (deterministic) restored from a run's checkpoint;
-  `step` is an update number, "best", or None for the latest. See `mimex_jax.policy`."""
+  `step` is an update number, "best", or None for the latest; `seed` picks one of a multi-seed
+  run's seeds. See `mimex_jax.policy`."""
   from mimex_jax.policy import load_policy as _load_policy  # JAX loads only when asked
-  return _load_policy(workdir, step)
+  return _load_policy(workdir, step, seed)

@@ -85,6 +85,8 @@ _EPISODES = flags.DEFINE_integer("episodes", 16, "Deterministic episodes to aver
                                  flag_values=_FLAGS)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the episodes' initial states.",
                              flag_values=_FLAGS)
+_POLICY_SEED = flags.DEFINE_integer("policy_seed", 0, "Which seed of a multi-seed run to load.",
+                                    flag_values=_FLAGS)
 _VIDEO = flags.DEFINE_bool("video", False, "Also write a GIF of a few episodes.",
                            flag_values=_FLAGS)
 _VIDEO_EPISODES = flags.DEFINE_integer("video_episodes", 2, "Episodes shown in the GIF.",
@@ -102,18 +104,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 def evaluate_checkpoint(workdir: str, checkpoint="latest", episodes: int = 16, seed: int = 0,
                         video_episodes: int = 0, video_steps: int = 300,
-                        video_size=(160, 120)) -> Dict[str, object]:
+                        video_size=(160, 120), policy_seed: int = 0) -> Dict[str, object]:
   """Evaluates a checkpoint; returns the summary (and `video`, the GIF's path, if asked)."""
   from mimex_jax import policy
   from mimex_jax.envs import video
-  run = policy.load(workdir, checkpoint)
+  run = policy.load(workdir, checkpoint, policy_seed)
   key = jax.random.PRNGKey(seed)
   runner = make_episode_runner(run.env, episodes, run.fused.deterministic_policy)
   result = jax.device_get(runner(run.policy_args, key))
   success = result["success"]
   summary = {
       "checkpoint": run.path, "update": run.update, "env_steps": run.env_steps,
-      "env": run.config.env.name, "episodes": episodes,
+      "env": run.config.env.name, "episodes": episodes, "policy_seed": policy_seed,
       "return_mean": float(result["return"].mean()), "return_std": float(result["return"].std()),
       "success_rate": None if np.isnan(success).any() else float(success.mean()),
       "length_mean": float(result["length"].mean()),
@@ -160,7 +162,7 @@ def main(argv=None) -> None:
   try:
     summary = evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _EPISODES.value,
                                   _SEED.value, _VIDEO_EPISODES.value if _VIDEO.value else 0,
-                                  _VIDEO_STEPS.value, (width, height))
+                                  _VIDEO_STEPS.value, (width, height), _POLICY_SEED.value)
   except CheckpointError as e:
     _fail(str(e))
   success = summary["success_rate"]

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -44,6 +43,66 @@ class EpisodeAccumulator:
     return dict(self.last)
 
 
+# Per-seed values that go into `metrics.jsonl` and TensorBoard when a run trains several seeds.
+PER_SEED_KEYS = ("episode_return", "success_rate", "eval_return", "eval_success_rate",
+                 "intrinsic_reward")
+
+
+def _mean_of_defined(values: List[Optional[float]]) -> Optional[float]:
+  defined = [v for v in values if v is not None and not math.isnan(v)]
+  return float(np.mean(defined)) if defined else None
+
+
+class LogWindow:
+  """The updates since the last log line, per seed, and each seed's episode sums.
+
+  `add(update, metrics)` takes `{name: [value per seed]}`; `summarize(eval_metrics)` turns the
+  window into one line: means over the window (episode figures per ended episode), for each seed
+  and averaged over seeds. Its state (`dump`/`load`) goes into checkpoints, so a resumed run logs
+  the same numbers.
+  """
+
+  def __init__(self, num_seeds: int):
+    self.num_seeds = num_seeds
+    self.updates: List[Any] = []  # [update, {name: [per seed]}]
+    self.episodes = [EpisodeAccumulator() for _ in range(num_seeds)]
+
+  def add(self, update: int, metrics: Dict[str, List[float]]) -> None:
+    self.updates.append([update, metrics])
+
+  def non_finite(self, allowed=("success_sum",)):
+    """`(name, value, update)` of the first NaN or inf outside `allowed`, or None."""
+    for update, metrics in self.updates:
+      for name, values in metrics.items():
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad and name not in allowed:
+          return name, bad[0], update
+    return None
+
+  def summarize(self, eval_metrics: Optional[Dict[str, List[float]]] = None):
+    """Returns `(scalars, per_seed)` and empties the window."""
+    per_seed = []
+    names = [n for n in self.updates[-1][1] if not n.endswith("_sum") and n != "episodes"]
+    for seed in range(self.num_seeds):
+      for _, metrics in self.updates:
+        self.episodes[seed].add({k: v[seed] for k, v in metrics.items()})
+      scalars = {n: float(np.mean([m[n][seed] for _, m in self.updates])) for n in names}
+      scalars.update(self.episodes[seed].means())
+      scalars.update({k: v[seed] for k, v in (eval_metrics or {}).items()})
+      per_seed.append(scalars)
+    self.updates = []
+    mean = {name: _mean_of_defined([s[name] for s in per_seed]) for name in per_seed[0]}
+    return mean, per_seed
+
+  def dump(self) -> Dict[str, Any]:
+    return {"updates": self.updates, "episodes": [e.dump() for e in self.episodes]}
+
+  def load(self, dumped: Dict[str, Any]) -> None:
+    self.updates = [list(entry) for entry in dumped["updates"]]
+    for accumulator, state in zip(self.episodes, dumped["episodes"], strict=True):
+      accumulator.load(state)
+
+
 def _clean(value: Any) -> Any:
   """JSON has no NaN: undefined values (e.g. success on a dense task) are written as null."""
   if value is None:
@@ -70,15 +129,24 @@ class MetricsWriter:
                          desc="env steps", smoothing=0.1, initial=initial_step)
     self._shown = initial_step
 
-  def write(self, step: int, scalars: Dict[str, Any]):
+  def write(self, step: int, scalars: Dict[str, Any],
+            per_seed: Optional[List[Dict[str, Any]]] = None):
+    """One line of `scalars`; with several seeds, `per_seed` adds each seed's key figures."""
     if not self.enabled:
       return
     record = {"step": int(step), **{k: _clean(v) for k, v in scalars.items()}}
+    if per_seed is not None and len(per_seed) > 1:
+      record["per_seed"] = {k: [_clean(s.get(k)) for s in per_seed] for k in PER_SEED_KEYS
+                            if k in per_seed[0]}
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     for key, value in record.items():
-      if key != "step" and value is not None:
+      if key not in ("step", "per_seed") and value is not None:
         self.tensorboard.add_scalar(key, value, step)
+    for key, values in record.get("per_seed", {}).items():
+      for seed, value in enumerate(values):
+        if value is not None:
+          self.tensorboard.add_scalar(f"seed_{seed}/{key}", value, step)
     self.tensorboard.flush()
     self.progress.update(step - self._shown)
     self._shown = step
@@ -128,7 +196,15 @@ def plot_learning_curve(workdir: str, title: str = "") -> str:
       points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
       if points:
         xs, ys = np.array(points).T
-        ax.plot(xs, ys, style, label=name, markersize=3)
+        line, = ax.plot(xs, ys, style, label=name + (" (mean of seeds)" if any(
+            "per_seed" in r for r in records) else ""), markersize=3)
+        for seed in range(max(len(r.get("per_seed", {}).get(key, [])) for r in records)):
+          seed_points = [(r["step"], r["per_seed"][key][seed]) for r in records
+                         if r.get("per_seed", {}).get(key) and
+                         r["per_seed"][key][seed] is not None]
+          if seed_points:  # each seed thin, in the colour of its mean
+            ax.plot(*np.array(seed_points).T, "-", color=line.get_color(), alpha=0.3,
+                    linewidth=0.8)
     if train_key == "intrinsic_reward" and ax.lines:
       ax.set_yscale("log")  # the bonus shrinks by orders of magnitude as the model learns
     ax.set_xlabel("env steps")

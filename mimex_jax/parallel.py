@@ -38,3 +38,15 @@ def pmap_init(init_fn: Callable, key: jax.Array) -> Any:
 def pmap_step(step_fn: Callable, donate_state: bool = True) -> Callable:
   """pmaps `step_fn(state, key) -> (state, metrics)` over local devices, donating the state."""
   return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
+
+
+def pmap_init_seeds(init_fn: Callable, seed_keys: jax.Array) -> Any:
+  """`pmap_init` for independent seeds trained side by side: `seed_keys` `[S, 2]` gives a state
+  whose leaves carry `[devices, S, ...]`. Seed s is built exactly as `pmap_init` builds it from
+  `seed_keys[s]` alone."""
+  count = jax.local_device_count()
+  shared = jax.numpy.stack([seed_keys] * count)
+  device_keys = jax.vmap(
+      lambda key: jax.random.split(jax.random.fold_in(key, jax.process_index()), count))(
+          seed_keys)
+  return jax.pmap(jax.vmap(init_fn), axis_name=AXIS)(shared, device_keys.swapaxes(0, 1))

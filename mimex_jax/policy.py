@@ -15,7 +15,6 @@ from ml_collections import config_dict
 import orbax.checkpoint as ocp
 
 from mimex_jax import checkpoint as checkpoint_lib
-from mimex_jax import parallel
 
 Checkpoint = Optional[Union[int, str]]  # an update number, "latest", "best" or None (latest)
 
@@ -60,31 +59,37 @@ def resolve(workdir: str, checkpoint: Checkpoint = None):
       f"checkpoint {checkpoint!r} is not in {directory}; choose latest, best or one of {steps}")
 
 
-def load(workdir: str, checkpoint: Checkpoint = None) -> LoadedRun:
-  """Restores the policy of `checkpoint` with the env and config it was trained with."""
+def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRun:
+  """Restores the policy of `checkpoint` with the env and config it was trained with; `seed`
+  picks one of a multi-seed run's seeds (0 to num_seeds - 1)."""
   from mimex_jax.train import build  # the same construction as training, no second copy
   checkpointer, update = resolve(workdir, checkpoint)
   meta = checkpointer.read_meta(update)
   config = config_dict.ConfigDict(meta["config"])
+  num_seeds = config.get("num_seeds", 1)
+  if not 0 <= seed < num_seeds:
+    raise checkpoint_lib.CheckpointError(
+        f"seed {seed} is not in this run; it trained seeds 0 to {num_seeds - 1}")
   env, fused, steps_per_update, _ = build(config)
   # Only the policy's parts are read, so a run saved on 8 devices loads on 1.
   key = jax.random.PRNGKey(0)
   abstract = jax.eval_shape(fused.init, key, key)
-  item = jax.tree.map(lambda s: np.zeros((meta["num_devices"],) + s.shape, s.dtype),
+  item = jax.tree.map(lambda s: np.zeros((meta["num_devices"], num_seeds) + s.shape, s.dtype),
                       {"params": abstract.params, "normalizer": abstract.normalizer})
   restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore(
           item=item, partial_restore=True,
           restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
   ))["state"]
-  policy_args = parallel.unreplicate((restored["params"], restored["normalizer"]))
+  policy_args = jax.tree.map(lambda x: x[0, seed], (restored["params"], restored["normalizer"]))
   return LoadedRun(config=config, env=env, fused=fused, update=update,
                    env_steps=update * steps_per_update, policy_args=policy_args,
                    path=os.path.join(checkpointer.directory, str(update)))
 
 
-def load_policy(workdir: str, checkpoint: Checkpoint = None) -> Callable[[Any], jax.Array]:
+def load_policy(workdir: str, checkpoint: Checkpoint = None,
+                seed: int = 0) -> Callable[[Any], jax.Array]:
   """A jitted `policy(obs) -> action`: the deterministic (mean) action for raw observations,
   `[obs_size]` or batched `[..., obs_size]`."""
-  run = load(workdir, checkpoint)
+  run = load(workdir, checkpoint, seed)
   return jax.jit(functools.partial(run.fused.deterministic_policy, run.policy_args))

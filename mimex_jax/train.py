@@ -49,31 +49,45 @@ def build(config: Any):
   bonus = intrinsic.make(config.intrinsic, env.observation_size, env.action_size, parallel.AXIS)
   fused = FusedStep(vector_env, ppo, bonus, unroll_length=config.unroll_length,
                     reward_scale=config.ppo.reward_scale, k_expl=config.intrinsic.k_expl,
-                    anneal_k_expl=config.intrinsic.anneal, total_updates=total_updates)
+                    anneal_k_expl=config.intrinsic.anneal, total_updates=total_updates,
+                    normalize_intrinsic=config.intrinsic.normalize,
+                    intrinsic_discount=config.intrinsic.return_discount)
   return env, fused, steps_per_update, total_updates
 
 
-def _host_metrics(device_metrics) -> Dict[str, float]:
-  """Device 0's copy of one update's metrics as Python floats (the same numbers on every
-  device, since the step takes cross-device means and sums)."""
+def _host_metrics(device_metrics) -> Dict[str, list]:
+  """Device 0's copy of one update's metrics, `{name: [value per seed]}` as Python floats (the
+  same numbers on every device, since the step takes cross-device means and sums)."""
   import jax
   from mimex_jax import parallel
-  return {k: float(v) for k, v in parallel.unreplicate(jax.device_get(device_metrics)).items()}
-
-
-# Metrics that may be NaN in a healthy run: success is undefined on dense tasks.
-_MAY_BE_NAN = ("success_sum",)
+  host = parallel.unreplicate(jax.device_get(device_metrics))
+  return {k: [float(x) for x in v] for k, v in host.items()}
 
 
 def _check_finite(window, steps_per_update: int, last_checkpoint: str) -> None:
   from mimex_jax.checkpoint import NonFiniteError
-  for update, values in window:
-    for name, value in values.items():
-      if name not in _MAY_BE_NAN and not math.isfinite(value):
-        raise NonFiniteError(
-            f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
-            f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
-            f"ppo.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
+  problem = window.non_finite()
+  if problem is not None:
+    name, value, update = problem
+    raise NonFiniteError(
+        f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
+        f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
+        f"ppo.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
+
+
+def seeded_training(config: Any, fused):
+  """`(seed_keys [S, 2], state, step_fn, step_keys)`: `config.num_seeds` independent seeds in one
+  program, vmapped inside the pmap. Seed s uses `PRNGKey(config.seed + s)`, so it is the run
+  that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
+  import jax
+  from mimex_jax import parallel
+  seed_keys = jax.numpy.stack([jax.random.PRNGKey(config.seed + s)
+                               for s in range(config.num_seeds)])
+  state = parallel.pmap_init_seeds(fused.init, seed_keys)
+  step_fn = parallel.pmap_step(jax.vmap(fused))
+  step_keys = jax.numpy.stack([jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)]
+                              * jax.local_device_count())
+  return seed_keys, state, step_fn, step_keys
 
 
 def _restore_source(checkpointer, restore_path: Optional[str]):
@@ -127,7 +141,6 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
 def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
            show_progress: bool) -> Dict[str, Any]:
   import jax
-  import numpy as np
   from mimex_jax import checkpoint as checkpoint_lib
   from mimex_jax import metrics as metrics_lib, parallel
   from mimex_jax.evaluate import make_evaluator
@@ -141,20 +154,15 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = build(config)
-  key = jax.random.PRNGKey(config.seed)
-  state = parallel.pmap_init(fused.init, key)
-  step_fn = parallel.pmap_step(fused)
-  step_keys = jax.numpy.stack([jax.random.fold_in(key, 1)] * jax.local_device_count())
+  seed_keys, state, step_fn, step_keys = seeded_training(config, fused)
 
   # ---------------------------------------------------------------- restore
-  episodes = metrics_lib.EpisodeAccumulator()
-  window = []  # (update, host metrics) of the log window in progress
+  window = metrics_lib.LogWindow(config.num_seeds)
   start = 0
   if source is not None:
     start, host_state, meta = source.restore(state, source_update)
     state = checkpoint_lib.to_devices(host_state, state)
-    episodes.load(meta["episodes"])
-    window = [(update, values) for update, values in meta["window"]]
+    window.load(meta["log_window"])
     if is_main:
       metrics_lib.truncate_metrics(workdir, start * steps_per_update)
       print(f"resuming from {source.directory}/{start} (update {start} of {total_updates}, "
@@ -163,12 +171,15 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-  evaluator = make_evaluator(env, config.eval_episodes, fused.deterministic_policy)
+  evaluator = jax.jit(jax.vmap(make_evaluator(env, config.eval_episodes,
+                                              fused.deterministic_policy)))
 
   def evaluate(state, update):
+    """`{name: [value per seed]}` of deterministic episodes."""
     policy_args = parallel.unreplicate((state.params, state.normalizer))
-    result = evaluator(policy_args, jax.random.fold_in(jax.random.fold_in(key, 2), update))
-    return {k: float(v) for k, v in jax.device_get(result).items()}
+    keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 2), update))(seed_keys)
+    return {k: [float(x) for x in v] for k, v in jax.device_get(evaluator(policy_args,
+                                                                          keys)).items()}
 
   # ---------------------------------------------------------------- loop
   writer = metrics_lib.MetricsWriter(workdir, total_updates * steps_per_update,
@@ -198,29 +209,29 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
         is_checkpoint = preempted or update == total_updates or (
             config.checkpoint.every and update % config.checkpoint.every == 0)
         if is_log or is_checkpoint:
-          window += [(u, _host_metrics(m)) for u, m in pending]
+          for u, m in pending:
+            window.add(u, _host_metrics(m))
           pending = []
           _check_finite(window, steps_per_update, last_checkpoint)
         eval_metrics = evaluate(state, update) if is_eval else None
         if is_log:
-          for _, values in window:
-            episodes.add(values)
           elapsed = time.time() - window_start
-          scalars = {name: float(np.mean([values[name] for _, values in window]))
-                     for name in window[-1][1]
-                     if not name.endswith("_sum") and name != "episodes"}
-          scalars.update(episodes.means())
-          scalars["steps_per_second"] = (window_updates * steps_per_update / elapsed
-                                         if window_updates else None)
+          scalars, per_seed = window.summarize(eval_metrics)
+          # Throughput counts the env steps of all seeds; `step` is each seed's own count.
+          scalars["steps_per_second"] = (
+              window_updates * steps_per_update * config.num_seeds / elapsed
+              if window_updates else None)
           scalars["compile_seconds"] = compile_seconds
-          scalars.update(eval_metrics or {})
-          writer.write(update * steps_per_update, scalars)
+          writer.write(update * steps_per_update, scalars, per_seed)
           last = {"step": update * steps_per_update, **scalars}
-          window = []
+          if config.num_seeds > 1:
+            last["per_seed"] = per_seed
           window_start, window_updates = time.time(), 0
         if is_checkpoint:
-          checkpointer.save(update, state, {"config": config_dict, "window": window,
-                                            "episodes": episodes.dump()}, eval_metrics)
+          best_score = None if eval_metrics is None else {  # the best seed's evaluation
+              k: max(v) for k, v in eval_metrics.items()}
+          checkpointer.save(update, state, {"config": config_dict,
+                                            "log_window": window.dump()}, best_score)
           last_checkpoint = f"{checkpointer.directory}/{update}"
         if preempted:
           break

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from mimex_jax import parallel
 from mimex_jax.agents.ppo import PPO, PPOBatch, PPOParams
 from mimex_jax.envs import EnvState, VectorEnv
-from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward
+from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward, normalization
 from mimex_jax.rollout import unroll
 
 OBS_CLIP = 10.0  # normalized observations beyond 10 standard deviations are outliers
@@ -27,6 +27,7 @@ class TrainState:
   opt_state: Any
   normalizer: running_statistics.RunningStatisticsState
   intrinsic: Any
+  intrinsic_returns: normalization.ReturnStatistics  # for `normalize_intrinsic`
   env_state: EnvState
 
 
@@ -39,6 +40,7 @@ class FusedStep:
 
   def __init__(self, env: VectorEnv, ppo: PPO, intrinsic: IntrinsicReward, unroll_length: int,
                reward_scale: float, k_expl: float, anneal_k_expl: bool, total_updates: int,
+               normalize_intrinsic: bool = False, intrinsic_discount: float = 0.99,
                axis_name: str = parallel.AXIS):
     self.env = env
     self.ppo = ppo
@@ -48,6 +50,8 @@ class FusedStep:
     self.k_expl = k_expl
     self.anneal_k_expl = anneal_k_expl
     self.total_updates = total_updates
+    self.normalize_intrinsic = normalize_intrinsic
+    self.intrinsic_discount = intrinsic_discount
     self.axis_name = axis_name
 
   def init(self, shared_key: jax.Array, device_key: jax.Array) -> TrainState:
@@ -59,6 +63,7 @@ class FusedStep:
     return TrainState(update_step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
                       normalizer=normalizer,
                       intrinsic=self.intrinsic.init(intrinsic_key, self.env.num_envs),
+                      intrinsic_returns=normalization.init(self.env.num_envs),
                       env_state=self.env.reset(device_key))
 
   def normalize(self, normalizer, obs: jax.Array) -> jax.Array:
@@ -93,6 +98,11 @@ class FusedStep:
     intrinsic_state, intrinsic_reward, intrinsic_metrics = self.intrinsic.update(
         state.intrinsic, IntrinsicBatch(obs, rollout.action, next_obs, rollout.done),
         intrinsic_key)
+    raw_intrinsic_mean = intrinsic_reward.mean()
+    intrinsic_returns = state.intrinsic_returns
+    if self.normalize_intrinsic:
+      intrinsic_returns, intrinsic_reward = normalization.normalize(
+          intrinsic_returns, intrinsic_reward, self.intrinsic_discount, self.axis_name)
     weight = self.intrinsic_weight(state.update_step)
     reward = self.reward_scale * rollout.reward + weight * intrinsic_reward
 
@@ -108,7 +118,8 @@ class FusedStep:
 
     new_state = TrainState(update_step=state.update_step + 1, params=params,
                            opt_state=opt_state, normalizer=normalizer,
-                           intrinsic=intrinsic_state, env_state=env_state)
+                           intrinsic=intrinsic_state, intrinsic_returns=intrinsic_returns,
+                           env_state=env_state)
     done = rollout.done
     sums = {  # summed over devices; the host turns them into per-episode means
         "episodes": done.sum(),
@@ -118,7 +129,8 @@ class FusedStep:
     }
     means = {
         **learner_metrics, **intrinsic_metrics,
-        "intrinsic_reward": intrinsic_reward.mean(),
+        "intrinsic_reward": raw_intrinsic_mean,  # before normalization
+        "intrinsic_reward_scaled": intrinsic_reward.mean(),  # what PPO received, before k_expl
         "intrinsic_weight": weight,
         "extrinsic_reward": rollout.reward.mean(),
     }

@@ -144,19 +144,18 @@ def _damage(directory):
 def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path,
                                                                 smoke_config):
   import shutil
-  from mimex_jax import parallel
-  from mimex_jax.train import build
+  from mimex_jax.train import build, seeded_training
   directory = str(tmp_path / "checkpoints")
   shutil.copytree(os.path.join(uninterrupted, "checkpoints"), directory)
   _damage(os.path.join(directory, "60"))
   _, fused, _, _ = build(smoke_config)
-  template = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
+  template = seeded_training(smoke_config, fused)[1]
   messages = []
   checkpointer = checkpoint_lib.Checkpointer(directory, read_only=True)
   update, state, meta = checkpointer.restore(template, log=messages.append)
   assert update == 50 and meta["update"] == 50
   assert len(messages) == 1 and f"{directory}/60 is damaged or incomplete" in messages[0]
-  assert int(state.update_step[0]) == 50
+  assert int(state.update_step[0, 0]) == 50
   _, intact_state, _ = checkpoint_lib.Checkpointer(
       os.path.join(uninterrupted, "checkpoints"), read_only=True).restore(template, update=50)
   for leaf, intact in zip(jax.tree.leaves(state), jax.tree.leaves(intact_state)):

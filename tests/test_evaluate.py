@@ -11,7 +11,6 @@ import numpy as np
 
 import mimex_jax
 from mimex_jax import checkpoint as checkpoint_lib
-from mimex_jax import parallel
 
 from conftest import ENV
 
@@ -59,17 +58,17 @@ def test_evaluate_cli_bad_checkpoint_is_one_line(repo_root, uninterrupted, tmp_p
 
 
 def test_load_policy_acts_like_the_restored_training_state(uninterrupted, smoke_config):
-  from mimex_jax.train import build
+  from mimex_jax.train import build, seeded_training
   policy = mimex_jax.load_policy(uninterrupted)  # latest: update 60
   _, fused, _, _ = build(smoke_config)
-  template = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
+  template = seeded_training(smoke_config, fused)[1]
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(uninterrupted, "checkpoints"),
                                              read_only=True)
   update, state, _ = checkpointer.restore(template)
   assert update == 60
-  obs = np.asarray(state.env_state.obs[0])  # [envs, obs_size] from the run itself
+  obs = np.asarray(state.env_state.obs[0, 0])  # [envs, obs_size] from the run itself
   expected = fused.deterministic_policy(
-      parallel.unreplicate((state.params, state.normalizer)), obs)
+      jax.tree.map(lambda x: x[0, 0], (state.params, state.normalizer)), obs)
   actions = np.asarray(policy(obs))
   np.testing.assert_allclose(actions, expected, rtol=1e-6, atol=1e-6)
   assert actions.shape == (16 // 2, 1) and np.abs(actions).max() <= 1
