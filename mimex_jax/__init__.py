@@ -15,6 +15,14 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
   os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+# XLA's concurrency-optimized CPU scheduler deadlocked the fused step here (jax 0.10.2: PPO + ICM
+# with two seeds vmapped hung at 0% CPU on the first update); the classic scheduler runs it.
+# XLA reads these flags when its CPU backend starts, which is after this import.
+_CPU_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _CPU_SCHEDULER_FLAG).strip()
+
+
 def load_policy(workdir: str, step=None, seed: int = 0):
   """A jitted `policy(obs) -> action` (deterministic) restored from a run's checkpoint;
   `step` is an update number, "best", or None for the latest; `seed` picks one of a multi-seed

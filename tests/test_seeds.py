@@ -43,3 +43,26 @@ def test_two_seeds_differ_and_each_equals_its_single_seed_run(smoke_config):
         np.testing.assert_array_equal(leaf, single, err_msg=name)  # counters, keys
       checked += 1
     assert checked > 200
+
+
+def test_cli_trains_two_icm_seeds_and_logs_each(repo_root, tmp_path):
+  """Also guards against the XLA CPU scheduler deadlock this configuration hit (see
+  mimex_jax/__init__.py): a hang fails here by timeout instead of stalling CI."""
+  import json
+  import subprocess
+  import sys
+  from conftest import ENV
+  workdir = tmp_path / "seeds"
+  result = subprocess.run(
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke",
+       f"--workdir={workdir}", "--config.num_seeds=2", "--config.intrinsic.kind=icm",
+       "--config.intrinsic.normalize=True"],
+      cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  last = records[-1]
+  returns = last["per_seed"]["episode_return"]
+  assert len(returns) == 2 and returns[0] != returns[1]
+  assert abs(last["episode_return"] - sum(returns) / 2) < 1e-9  # the logged value is the mean
+  assert len(last["per_seed"]["eval_return"]) == 2
+  assert (workdir / "learning_curve.png").stat().st_size > 10_000

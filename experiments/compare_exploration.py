@@ -1,0 +1,170 @@
+r"""Exploration bonuses side by side: none, MIMEx, RND and ICM on sparse tasks, N seeds each.
+
+  python experiments/compare_exploration.py                                  # docs/RESULTS.md run
+  python experiments/compare_exploration.py --tasks=cartpole_swingup_sparse --seeds=2 \
+      --steps=200_000 --out=runs/compare_small
+
+Each (task, method) is one `mimex_jax.train` run with `--config.num_seeds=N` (the seeds share one
+compiled program), in `<out>/<task>/<method>`; a finished run is not repeated and an interrupted
+one resumes, so the script can be rerun after a crash. `--set KEY=VALUE` overrides any config key
+for all runs, `--set METHOD:KEY=VALUE` for one method. Writes `<out>/comparison.json` (final and
+per-log-step success and return of every seed), `<out>/comparison.md` (a table) and
+`<out>/comparison.png` (mean learning curves with a standard-error band).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("none", "mimex", "rnd", "icm")
+
+
+def _run(task, method, args, overrides):
+  workdir = os.path.join(args.out, task, method)
+  command = [sys.executable, "-m", "mimex_jax.train", f"--config=configs/ppo.py:{task}",
+             f"--workdir={workdir}", f"--config.intrinsic.kind={method}",
+             f"--config.num_seeds={args.seeds}", f"--config.total_steps={args.steps}",
+             f"--config.num_envs={args.num_envs}", f"--config.eval_every={args.eval_every}",
+             f"--config.log_every={args.log_every}", "--config.checkpoint.every=100"]
+  command += [f"--config.{o}" for o in overrides]
+  start = time.time()
+  print(f"[{time.strftime('%H:%M:%S')}] {task} / {method}: {' '.join(command[3:])}", flush=True)
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  if result.returncode != 0:
+    raise SystemExit(f"{task} / {method} failed:\n{result.stderr[-3000:]}")
+  print(f"  {result.stdout.strip().splitlines()[-1]} ({time.time() - start:.0f} s)", flush=True)
+  return workdir, time.time() - start
+
+
+def _per_seed(record, key, seeds):
+  values = record.get("per_seed", {}).get(key) if seeds > 1 else [record.get(key)]
+  return [np.nan if v is None else v for v in (values or [None] * seeds)]
+
+
+def _summarize(workdir, seeds, wall_seconds):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  evals = [r for r in records if r.get("eval_return") is not None]
+  curves = {key: [_per_seed(r, key, seeds) for r in records]
+            for key in ("episode_return", "success_rate")}
+  final = evals[-1]
+  tail = records[-max(1, len(records) // 10):]  # the last tenth of training
+  summary = {
+      "steps": [r["step"] for r in records],
+      "curves": curves,
+      "eval_steps": [r["step"] for r in evals],
+      "eval_return": [_per_seed(r, "eval_return", seeds) for r in evals],
+      "eval_success_rate": [_per_seed(r, "eval_success_rate", seeds) for r in evals],
+      "final_eval_return": _per_seed(final, "eval_return", seeds),
+      "final_eval_success_rate": _per_seed(final, "eval_success_rate", seeds),
+      "final_train_success_rate": np.nanmean(
+          [_per_seed(r, "success_rate", seeds) for r in tail], axis=0).tolist(),
+      "final_train_return": np.nanmean(
+          [_per_seed(r, "episode_return", seeds) for r in tail], axis=0).tolist(),
+      "steps_per_second": float(np.median([r["steps_per_second"] for r in records
+                                           if r.get("steps_per_second")])),
+      "wall_seconds": wall_seconds,
+  }
+  return summary
+
+
+def _mean_se(values):
+  values = np.asarray(values, float)
+  values = values[~np.isnan(values)]
+  if not len(values):
+    return float("nan"), float("nan")
+  return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(
+      values) > 1 else 0.0
+
+
+def _table(results, seeds, steps):
+  lines = [f"{seeds} seeds per cell, {steps:,} env steps per seed; mean +- standard error over "
+           "seeds. Eval: deterministic policy at the end; train: training episodes over the "
+           "last tenth of the run.", "",
+           "| task | method | eval success | eval return | train success | train return | "
+           "steps/s (all seeds) | wall |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for task, methods in results.items():
+    for method, r in methods.items():
+      cells = [_mean_se(r[k]) for k in ("final_eval_success_rate", "final_eval_return",
+                                        "final_train_success_rate", "final_train_return")]
+      lines.append(f"| {task} | {method} | {cells[0][0]:.2f} +- {cells[0][1]:.2f} | "
+                   f"{cells[1][0]:.1f} +- {cells[1][1]:.1f} | {cells[2][0]:.2f} +- "
+                   f"{cells[2][1]:.2f} | {cells[3][0]:.1f} +- {cells[3][1]:.1f} | "
+                   f"{r['steps_per_second']:,.0f} | {r['wall_seconds'] / 60:.1f} min |")
+  return "\n".join(lines) + "\n"
+
+
+def _plot(results, path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  tasks = list(results)
+  fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 7), squeeze=False)
+  for column, task in enumerate(tasks):
+    for row, key in enumerate(("success_rate", "episode_return")):
+      ax = axes[row][column]
+      for method, r in results[task].items():
+        values = np.asarray(r["curves"][key], float)  # [log steps, seeds]
+        if np.isnan(values).all():
+          continue
+        mean = np.nanmean(values, axis=1)
+        count = np.maximum(np.sum(~np.isnan(values), axis=1), 1)
+        se = np.nanstd(values, axis=1) / np.sqrt(count)
+        ax.plot(r["steps"], mean, label=method)
+        ax.fill_between(r["steps"], mean - se, mean + se, alpha=0.2)
+      ax.set_title(f"{task}: training {key.replace('_', ' ')}")
+      ax.set_xlabel("env steps per seed")
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--tasks", default="cartpole_swingup_sparse,acrobot_swingup_sparse",
+                      help="configs/ppo.py variants, comma-separated")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed")
+  parser.add_argument("--num_envs", type=int, default=256)
+  parser.add_argument("--eval_every", type=int, default=25)
+  parser.add_argument("--log_every", type=int, default=5)
+  parser.add_argument("--set", action="append", default=[], dest="overrides",
+                      help="KEY=VALUE for every run, or METHOD:KEY=VALUE for one method")
+  parser.add_argument("--out", default=os.path.join(REPO, "experiments", "results", "compare"))
+  args = parser.parse_args()
+  args.out = os.path.abspath(args.out)
+  methods = args.methods.split(",")
+  unknown = sorted(set(methods) - set(METHODS))
+  if unknown:
+    parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+  results = {}
+  for task in args.tasks.split(","):
+    results[task] = {}
+    for method in methods:
+      overrides = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o
+                   for o in args.overrides
+                   if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == method]
+      workdir, seconds = _run(task, method, args, overrides)
+      results[task][method] = _summarize(workdir, args.seeds, seconds)
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "comparison.json"), "w") as f:
+    json.dump({"args": vars(args), "results": results}, f)
+  table = _table(results, args.seeds, args.steps)
+  with open(os.path.join(args.out, "comparison.md"), "w") as f:
+    f.write(table)
+  _plot(results, os.path.join(args.out, "comparison.png"))
+  print(table)
+  print(f"wrote {args.out}/comparison.json, .md, .png")
+
+
+if __name__ == "__main__":
+  main()
