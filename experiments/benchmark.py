@@ -2,6 +2,8 @@ r"""Environment steps per second: raw env stepping, PPO with no bonus, PPO + MIM
 
   python experiments/benchmark.py                       # CartpoleBalanceSparse, B = 64, 256, 1024
   python experiments/benchmark.py --batch_sizes=256 --env=CartpoleSwingupSparse
+  python experiments/benchmark.py --batch_sizes=256 --kinds=none,mimex,rnd,icm --seeds=1,2,5 \
+      --out=experiments/results/seeds_scaling.json     # throughput against num_seeds
 
 Prints a table and writes JSON (default experiments/results/benchmark.json). Compile time is
 reported apart from throughput; every figure is from the machine the script runs on. Training
@@ -17,13 +19,12 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import ppo as ppo_configs  # noqa: E402
-from mimex_jax import envs, parallel  # noqa: E402
-from mimex_jax.train import build, enable_compilation_cache  # noqa: E402
+from mimex_jax import envs  # noqa: E402
+from mimex_jax.train import build, enable_compilation_cache, seeded_training  # noqa: E402
 
 
 def _timed(fn, repeats):
@@ -64,16 +65,15 @@ def raw_env(env_name, batch, unroll_length, repeats):
   return first, batch * unroll_length / per_call
 
 
-def training(env_name, batch, kind, repeats):
+def training(env_name, batch, kind, repeats, num_seeds=1):
+  """Env steps per second of the trainer's own fused step, over all `num_seeds` seeds."""
   config = ppo_configs.get_config()
   config.env.name = env_name
   config.num_envs = batch
   config.intrinsic.kind = kind
+  config.num_seeds = num_seeds
   _, fused, steps_per_update, _ = build(config)
-  key = jax.random.PRNGKey(0)
-  state = parallel.pmap_init(fused.init, key)
-  step = parallel.pmap_step(fused)
-  keys = jnp.stack([key] * jax.local_device_count())
+  _, state, step, keys = seeded_training(config, fused)
   holder = {"state": state}
 
   def call():
@@ -81,13 +81,15 @@ def training(env_name, batch, kind, repeats):
     return metrics
 
   first, per_call = _timed(call, repeats)
-  return first, steps_per_update / per_call
+  return first, steps_per_update * num_seeds / per_call
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--env", default="CartpoleBalanceSparse")
   parser.add_argument("--batch_sizes", default="64,256,1024")
+  parser.add_argument("--kinds", default="none,mimex", help="intrinsic kinds to train with")
+  parser.add_argument("--seeds", default="1", help="num_seeds values, e.g. 1,2,5 (vmapped)")
   parser.add_argument("--repeats", type=int, default=10, help="timed calls after the compile")
   parser.add_argument("--out", default="experiments/results/benchmark.json")
   args = parser.parse_args()
@@ -99,19 +101,23 @@ def main():
              "processor": platform.processor() or platform.machine(), "jax": jax.__version__}
   print(f"machine: {machine}")
   rows = []
-  header = f"{'mode':<16}{'batch':>7}{'steps/s':>12}{'compile s':>11}{'vs raw':>8}"
+  header = (f"{'mode':<16}{'batch':>7}{'seeds':>6}{'steps/s':>12}{'compile s':>11}"
+            f"{'vs raw':>8}")
   print(header)
   for batch in batches:
     compile_s, raw = raw_env(args.env, batch, unroll_length, args.repeats)
     rows.append({"mode": "raw_env", "batch": batch, "steps_per_second": raw,
                  "compile_seconds": compile_s})
-    print(f"{'raw_env':<16}{batch:>7}{raw:>12,.0f}{compile_s:>11.1f}{1.0:>8.2f}", flush=True)
-    for kind in ("none", "mimex"):
-      compile_s, sps = training(args.env, batch, kind, args.repeats)
-      mode = "ppo" if kind == "none" else "ppo+mimex"
-      rows.append({"mode": mode, "batch": batch, "steps_per_second": sps,
-                   "compile_seconds": compile_s})
-      print(f"{mode:<16}{batch:>7}{sps:>12,.0f}{compile_s:>11.1f}{sps / raw:>8.2f}", flush=True)
+    print(f"{'raw_env':<16}{batch:>7}{'':>6}{raw:>12,.0f}{compile_s:>11.1f}{1.0:>8.2f}",
+          flush=True)
+    for kind in args.kinds.split(","):
+      for num_seeds in (int(n) for n in args.seeds.split(",")):
+        compile_s, sps = training(args.env, batch, kind, args.repeats, num_seeds)
+        mode = "ppo" if kind == "none" else f"ppo+{kind}"
+        rows.append({"mode": mode, "batch": batch, "num_seeds": num_seeds,
+                     "steps_per_second": sps, "compile_seconds": compile_s})
+        print(f"{mode:<16}{batch:>7}{num_seeds:>6}{sps:>12,.0f}{compile_s:>11.1f}"
+              f"{sps / raw:>8.2f}", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump({"env": args.env, "unroll_length": unroll_length, "machine": machine,

@@ -25,11 +25,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("none", "mimex", "rnd", "icm")
 
 
-def _run(task, method, args, overrides):
-  workdir = os.path.join(args.out, task, method)
+def _run(task, method, args, overrides, first_seed, num_seeds):
+  workdir = os.path.join(args.out, task, method if num_seeds == args.seeds else
+                         f"{method}_seeds_{first_seed}-{first_seed + num_seeds - 1}")
+  timing = os.path.join(workdir, "wall_seconds.json")
+  if os.path.exists(timing):  # finished in an earlier call of this script
+    with open(timing) as f:
+      return workdir, json.load(f)["wall_seconds"]
   command = [sys.executable, "-m", "mimex_jax.train", f"--config=configs/ppo.py:{task}",
              f"--workdir={workdir}", f"--config.intrinsic.kind={method}",
-             f"--config.num_seeds={args.seeds}", f"--config.total_steps={args.steps}",
+             f"--config.seed={first_seed}", f"--config.num_seeds={num_seeds}",
+             f"--config.total_steps={args.task_steps[task]}",
              f"--config.num_envs={args.num_envs}", f"--config.eval_every={args.eval_every}",
              f"--config.log_every={args.log_every}", "--config.checkpoint.every=100"]
   command += [f"--config.{o}" for o in overrides]
@@ -38,18 +44,39 @@ def _run(task, method, args, overrides):
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
   if result.returncode != 0:
     raise SystemExit(f"{task} / {method} failed:\n{result.stderr[-3000:]}")
-  print(f"  {result.stdout.strip().splitlines()[-1]} ({time.time() - start:.0f} s)", flush=True)
-  return workdir, time.time() - start
+  seconds = time.time() - start
+  print(f"  {result.stdout.strip().splitlines()[-1]} ({seconds:.0f} s)", flush=True)
+  with open(timing, "w") as f:
+    json.dump({"wall_seconds": seconds}, f)
+  return workdir, seconds
 
 
 def _per_seed(record, key, seeds):
   values = record.get("per_seed", {}).get(key) if seeds > 1 else [record.get(key)]
-  return [np.nan if v is None else v for v in (values or [None] * seeds)]
+  values = [np.nan if v is None else v for v in (values or [None] * seeds)]
+  return values
 
 
-def _summarize(workdir, seeds, wall_seconds):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+def _merge(runs):
+  """Joins the logs of runs that trained disjoint seeds with the same schedule."""
+  per_run = []
+  for workdir, seeds in runs:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      per_run.append(([json.loads(line) for line in f if line.strip()], seeds))
+  merged = []
+  for rows in zip(*[records for records, _ in per_run]):
+    record = dict(rows[0])
+    record["per_seed"] = {}
+    for key in ("episode_return", "success_rate", "eval_return", "eval_success_rate"):
+      record["per_seed"][key] = sum((_per_seed(r, key, seeds)
+                                     for r, (_, seeds) in zip(rows, per_run)), [])
+    record["steps_per_second"] = sum(r.get("steps_per_second") or 0 for r in rows) / len(rows)
+    merged.append(record)
+  return merged
+
+
+def _summarize(runs, seeds, wall_seconds):
+  records = _merge(runs)
   evals = [r for r in records if r.get("eval_return") is not None]
   curves = {key: [_per_seed(r, key, seeds) for r in records]
             for key in ("episode_return", "success_rate")}
@@ -83,10 +110,11 @@ def _mean_se(values):
       values) > 1 else 0.0
 
 
-def _table(results, seeds, steps):
-  lines = [f"{seeds} seeds per cell, {steps:,} env steps per seed; mean +- standard error over "
-           "seeds. Eval: deterministic policy at the end; train: training episodes over the "
-           "last tenth of the run.", "",
+def _table(results, seeds, task_steps):
+  budgets = ", ".join(f"{task} {steps:,}" for task, steps in task_steps.items())
+  lines = [f"{seeds} seeds per cell; env steps per seed: {budgets}; mean +- standard error over "
+           "seeds. Eval: deterministic policy at the end (16 episodes a seed); train: training "
+           "episodes over the last tenth of the run.", "",
            "| task | method | eval success | eval return | train success | train return | "
            "steps/s (all seeds) | wall |", "|---|---|---:|---:|---:|---:|---:|---:|"]
   for task, methods in results.items():
@@ -130,7 +158,8 @@ def _plot(results, path):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tasks", default="cartpole_swingup_sparse,acrobot_swingup_sparse",
-                      help="configs/ppo.py variants, comma-separated")
+                      help="configs/ppo.py variants, comma-separated; TASK:STEPS sets a task's "
+                           "own budget")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed")
@@ -139,26 +168,40 @@ def main():
   parser.add_argument("--log_every", type=int, default=5)
   parser.add_argument("--set", action="append", default=[], dest="overrides",
                       help="KEY=VALUE for every run, or METHOD:KEY=VALUE for one method")
+  parser.add_argument("--seeds_per_run", default="rnd:2,icm:1",
+                      help="METHOD:N splits a method's seeds into runs of N (see README: XLA "
+                           "on 2 CPU cores deadlocked RND and ICM with 3 or more vmapped seeds)")
   parser.add_argument("--out", default=os.path.join(REPO, "experiments", "results", "compare"))
   args = parser.parse_args()
   args.out = os.path.abspath(args.out)
+  tasks = [item.split(":")[0] for item in args.tasks.split(",")]
+  args.task_steps = {item.split(":")[0]: int(item.split(":")[1]) if ":" in item else args.steps
+                     for item in args.tasks.split(",")}
+  args.seeds_per_run = {m: int(n) for m, n in (item.split(":") for item in
+                                                args.seeds_per_run.split(",") if item)}
   methods = args.methods.split(",")
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
     parser.error(f"unknown methods {unknown}; choose from {METHODS}")
   results = {}
-  for task in args.tasks.split(","):
+  for task in tasks:
     results[task] = {}
     for method in methods:
       overrides = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o
                    for o in args.overrides
                    if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == method]
-      workdir, seconds = _run(task, method, args, overrides)
-      results[task][method] = _summarize(workdir, args.seeds, seconds)
+      chunk = args.seeds_per_run.get(method, args.seeds)
+      runs, seconds = [], 0.0
+      for first in range(0, args.seeds, chunk):
+        count = min(chunk, args.seeds - first)
+        workdir, wall = _run(task, method, args, overrides, first, count)
+        runs.append((workdir, count))
+        seconds += wall
+      results[task][method] = _summarize(runs, args.seeds, seconds)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "comparison.json"), "w") as f:
     json.dump({"args": vars(args), "results": results}, f)
-  table = _table(results, args.seeds, args.steps)
+  table = _table(results, args.seeds, args.task_steps)
   with open(os.path.join(args.out, "comparison.md"), "w") as f:
     f.write(table)
   _plot(results, os.path.join(args.out, "comparison.png"))

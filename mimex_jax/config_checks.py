@@ -99,7 +99,12 @@ _RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
-def check(config: Any, device_count: int) -> None:
+# Largest num_seeds that ran on XLA's CPU backend (jax 0.10.2, 2 cores): more vmapped seeds of
+# these bonuses hung the first update at 0% CPU (a deadlock inside XLA, not in this code).
+CPU_MAX_SEEDS = {"rnd": 2, "icm": 1}
+
+
+def check(config: Any, device_count: int, platform: str = "cpu") -> None:
   """Raises `ConfigError` for the first problem found."""
   for key, ok, allowed in _RULES:
     value = _get(config, key)
@@ -112,6 +117,12 @@ def check(config: Any, device_count: int) -> None:
     raise ConfigError(f"config key env.name={config.env.name!r} is not a known task; "
                       f"known: {', '.join(envs.task_names())}") from e
 
+  limit = CPU_MAX_SEEDS.get(config.intrinsic.kind)
+  if platform == "cpu" and limit is not None and config.num_seeds > limit:
+    raise ConfigError(
+        f"config key num_seeds={config.num_seeds} with intrinsic.kind={config.intrinsic.kind} "
+        f"deadlocks XLA on CPU (measured with jax 0.10.2); use num_seeds<={limit} per run, "
+        f"e.g. experiments/compare_exploration.py --seeds_per_run, or a GPU")
   if config.num_envs % device_count:
     raise ConfigError(f"config key num_envs={config.num_envs} does not divide among "
                       f"{device_count} devices; use a multiple of {device_count}")

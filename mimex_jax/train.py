@@ -125,7 +125,7 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   from mimex_jax import config_checks
 
   # ---------------------------------------------------------------- checks and output
-  config_checks.check(config, jax.device_count())
+  config_checks.check(config, jax.device_count(), jax.default_backend())
   enable_compilation_cache()
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint_lib.Checkpointer(

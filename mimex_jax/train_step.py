@@ -114,7 +114,7 @@ class FusedStep:
     # Normalizer statistics change after the update, so the policy and the learner above both
     # saw the observations normalized the same way.
     normalizer = running_statistics.update(state.normalizer, rollout.obs,
-                                           pmap_axis_name=self.axis_name)
+                                           pmap_axis_name=parallel.active_axis(self.axis_name))
 
     new_state = TrainState(update_step=state.update_step + 1, params=params,
                            opt_state=opt_state, normalizer=normalizer,

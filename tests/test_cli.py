@@ -61,10 +61,13 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
                                                 "known task"),
     ("--config.intrinsic.kind=curiosity", "intrinsic.kind='curiosity' is invalid"),
     ("--config.checkpoint.every=-1", "checkpoint.every=-1 is invalid"),
+    ("--config.intrinsic.kind=icm --config.num_seeds=2",
+     "num_seeds=2 with intrinsic.kind=icm deadlocks XLA on CPU"),
+    ("--config.intrinsic.mask=diagonal", "intrinsic.mask='diagonal' is invalid"),
     ("--config.checkpoint.max_to_keep=0", "checkpoint.max_to_keep=0 is invalid"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tmp_path):
-  result = _train(repo_root, override, workdir=str(tmp_path / "bad"))
+  result = _train(repo_root, *override.split(), workdir=str(tmp_path / "bad"))
   assert result.returncode == 2, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   errors = [line for line in result.stderr.splitlines() if "error:" in line]
