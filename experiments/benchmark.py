@@ -39,10 +39,13 @@ def _timed(fn, repeats):
   return first, (time.perf_counter() - start) / repeats
 
 
-def raw_env(env_name, batch, unroll_length, repeats):
-  """Random actions through the same VectorEnv the trainer uses, pmapped over local devices."""
+def raw_env(env_name, batch, unroll_length, repeats, **make_args):
+  """Random actions through the same VectorEnv the trainer uses, pmapped over local devices.
+  `make_args` go to `envs.make` (e.g. `obs_type="pixels", pixels=PixelSpec(...)`)."""
   devices = jax.local_device_count()
-  env = envs.make(env_name)
+  if make_args.get("obs_type") == "pixels":
+    make_args["num_worlds"] = batch // devices
+  env = envs.make(env_name, **make_args)
   vector_env = envs.VectorEnv(env, batch // devices, stagger=True)
 
   def run(state, key):

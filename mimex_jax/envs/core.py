@@ -6,7 +6,7 @@ A backend is any object with `reset(key) -> s`, `step(s, action) -> s`, `observa
 `brax.envs.Env` both are such objects, so neither needs an adapter class.
 """
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from flax import struct
 import jax
@@ -52,19 +52,36 @@ class Env:
   """
 
   def __init__(self, backend: Any, episode_length: int, action_repeat: int = 1,
-               success_threshold: Optional[float] = None, name: str = ""):
+               success_threshold: Optional[float] = None, name: str = "",
+               success_fn: Optional[Callable[[Any], jax.Array]] = None):
+    """Success is `success_fn(backend_state)` (1 where the task is solved at that step) if
+    given, else a step reward of at least `success_threshold`; with neither it is undefined."""
     self.backend = backend
     self.episode_length = int(episode_length)
     self.action_repeat = int(action_repeat)
     self.success_threshold = success_threshold
+    self.success_fn = success_fn
     self.name = name
 
   @property
-  def observation_size(self) -> int:
+  def success_defined(self) -> bool:
+    return self.success_fn is not None or self.success_threshold is not None
+
+  @property
+  def observation_shape(self) -> Tuple[int, ...]:
     size = self.backend.observation_size
     if isinstance(size, dict):  # Playground reports dict sizes for dict observations
       raise ValueError(f"{self.name}: dict observations are not supported yet ({size}).")
-    return int(size if isinstance(size, int) else size[0])
+    return (int(size),) if isinstance(size, int) else tuple(int(n) for n in size)
+
+  @property
+  def observation_size(self) -> int:
+    """Length of a flat observation vector; image observations have `observation_shape` only."""
+    shape = self.observation_shape
+    if len(shape) != 1:
+      raise ValueError(f"{self.name}: observations are images {shape}; this learner needs flat "
+                       "state observations (obs_type='state'). Pixels are for image learners.")
+    return shape[0]
 
   @property
   def action_size(self) -> int:
@@ -74,7 +91,7 @@ class Env:
     reset_key, next_key = jax.random.split(key)
     inner = self.backend.reset(reset_key)
     zero = jnp.zeros(())
-    stats = EpisodeStats.zeros(self.success_threshold is not None)
+    stats = EpisodeStats.zeros(self.success_defined)
     return EnvState(inner=inner, obs=inner.obs, reward=zero, terminated=zero, truncated=zero,
                     final_obs=inner.obs, episode=stats, completed=stats, key=next_key)
 
@@ -105,7 +122,9 @@ class Env:
     length = state.episode.length + 1
     truncated = ((length >= self.episode_length) & (terminated == 0)).astype(jnp.float32)
     success = state.episode.success
-    if self.success_threshold is not None:
+    if self.success_fn is not None:
+      success = jnp.maximum(success, jnp.asarray(self.success_fn(inner), jnp.float32))
+    elif self.success_threshold is not None:
       success = jnp.maximum(success, (reward >= self.success_threshold).astype(jnp.float32))
     episode = EpisodeStats(episode_return=state.episode.episode_return + reward, length=length,
                            success=success)

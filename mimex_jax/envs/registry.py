@@ -1,15 +1,18 @@
 """Task registry: `make(name, **overrides)` returns a vectorizable `Env`.
 
-Names are MuJoCo Playground's DM Control Suite tasks (their XMLs ship with the package, so nothing
-is downloaded) and `brax/<name>` for Brax's own environments. Playground tasks run on the pure-JAX
-MJX backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp, is slower
-on CPU.
+Names are this package's manipulation tasks (`ReachSparse`, `PushSparse`, ... with `...Dense`
+twins), MuJoCo Playground's DM Control Suite tasks (their XMLs ship with the package, so nothing
+is downloaded) and `brax/<name>` for Brax's own environments. MJX tasks run on the pure-JAX
+backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp, is slower on CPU.
+`make(name, obs_type="pixels", pixels=PixelSpec(...))` renders observations for any MJX task.
 """
 
 import dataclasses
 import functools
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from mimex_jax.envs import dmc
+from mimex_jax.envs import pixels as pixel_obs
 from mimex_jax.envs.core import Env
 
 BRAX_PREFIX = "brax/"
@@ -30,6 +33,7 @@ class TaskSpec:
   build: Callable[[Dict[str, Any]], Any]  # overrides -> backend
   default_episode_length: int
   success_threshold: Optional[float]  # per-step reward that counts as success; None: undefined
+  success_fn: Optional[Callable[[Any], Any]] = None  # backend state -> 1 where solved; first
 
 
 class UnknownTaskError(ValueError):
@@ -43,7 +47,8 @@ def _playground_backend(name: str, overrides: Dict[str, Any]) -> Any:
   if unknown:
     raise ValueError(f"env {name}: unknown override(s) {unknown}; "
                      f"allowed: {sorted(defaults.keys())}")
-  return playground_registry.load(name, config_overrides={"impl": "jax", **overrides})
+  backend = playground_registry.load(name, config_overrides={"impl": "jax", **overrides})
+  return dmc.RandomBallStart(backend) if name == "BallInCup" else backend
 
 
 def _brax_backend(name: str, overrides: Dict[str, Any]) -> Any:
@@ -60,11 +65,33 @@ def _playground_task_names() -> Tuple[str, ...]:
   return tuple(playground_registry.dm_control_suite.ALL_ENVS)
 
 
+def _manipulation_backend(name: str, overrides: Dict[str, Any]) -> Any:
+  from mimex_jax.envs import manipulation
+  return manipulation.TASKS[name](overrides)
+
+
+def _manipulation_task_names() -> Tuple[str, ...]:
+  from mimex_jax.envs import manipulation
+  return tuple(manipulation.TASKS)
+
+
+def _success_metric(state: Any) -> Any:
+  return state.metrics["success"]
+
+
 def task_names() -> Tuple[str, ...]:
-  return _playground_task_names() + tuple(BRAX_PREFIX + n for n in _BRAX_TASKS)
+  return (_manipulation_task_names() + _playground_task_names()
+          + tuple(BRAX_PREFIX + n for n in _BRAX_TASKS))
 
 
 def spec(name: str) -> TaskSpec:
+  if name in _manipulation_task_names():
+    from mimex_jax.envs import manipulation
+    return TaskSpec(name, functools.partial(_manipulation_backend, name),
+                    manipulation.DEFAULT_EPISODE_LENGTH[name], None, _success_metric)
+  if name == "PointMass" and name in _playground_task_names():
+    return TaskSpec(name, functools.partial(_playground_backend, name), 1000, None,
+                    dmc.point_mass_in_target)
   if name.startswith(BRAX_PREFIX) and name[len(BRAX_PREFIX):] in _BRAX_TASKS:
     brax_name = name[len(BRAX_PREFIX):]
     return TaskSpec(name, functools.partial(_brax_backend, brax_name), 1000, None)
@@ -75,12 +102,24 @@ def spec(name: str) -> TaskSpec:
 
 
 def make(name: str, episode_length: Optional[int] = None, action_repeat: int = 1,
-         **overrides: Any) -> Env:
-  """Builds task `name`. `overrides` go to the task's own config (e.g. `impl="warp"`)."""
+         obs_type: str = "state", pixels: Optional[pixel_obs.PixelSpec] = None,
+         num_worlds: Optional[int] = None, **overrides: Any) -> Env:
+  """Builds task `name`. `overrides` go to the task's own config (e.g. `impl="warp"`).
+
+  `obs_type="pixels"` replaces observations by camera frames as `pixels` describes (default
+  `PixelSpec()`); the warp renderer also needs `num_worlds`, the envs per device.
+  """
   task = spec(name)
   if episode_length is not None and episode_length < 1:
     raise ValueError(f"episode_length must be >= 1, got {episode_length}")
   if action_repeat < 1:
     raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
-  return Env(task.build(overrides), episode_length=episode_length or task.default_episode_length,
-             action_repeat=action_repeat, success_threshold=task.success_threshold, name=name)
+  if obs_type not in ("state", "pixels"):
+    raise ValueError(f"obs_type must be 'state' or 'pixels', got {obs_type!r}")
+  backend = task.build(overrides)
+  if obs_type == "pixels":
+    # Success functions read `metrics`, which the pixel state passes through.
+    backend = pixel_obs.PixelObservations(backend, pixels or pixel_obs.PixelSpec(), num_worlds)
+  return Env(backend, episode_length=episode_length or task.default_episode_length,
+             action_repeat=action_repeat, success_threshold=task.success_threshold, name=name,
+             success_fn=task.success_fn)

@@ -28,9 +28,10 @@ def joint_positions(backend_state: Any):
 
 
 def render(model, qpos: np.ndarray, height: int = 120, width: int = 160,
-           camera: Optional[str] = None) -> np.ndarray:
+           camera: Optional[str] = None, mocap_pos: Optional[np.ndarray] = None) -> np.ndarray:
   """Frames `[T, height, width, 3]` (uint8) of the joint positions `qpos` `[T, nq]`.
 
+  `mocap_pos` `[T, nmocap, 3]` places mocap bodies (goal markers, targets) where given.
   `camera` defaults to the model's first camera (DM Control tasks frame the scene with it), or
   MuJoCo's free camera when the model has none.
   """
@@ -47,14 +48,36 @@ def render(model, qpos: np.ndarray, height: int = 120, width: int = 160,
         f"MUJOCO_GL=osmesa)") from e
   frames = []
   try:
-    for positions in qpos:
+    for t, positions in enumerate(qpos):
       data.qpos[:] = positions
+      if mocap_pos is not None:
+        data.mocap_pos[:] = mocap_pos[t]
       mujoco.mj_forward(model, data)
       renderer.update_scene(data, camera=-1 if camera is None else camera)
       frames.append(renderer.render().copy())
   finally:
     renderer.close()
   return np.stack(frames)
+
+
+def write_video(frames: Sequence[np.ndarray], path: str, fps: float = 30.0) -> str:
+  """Writes `frames` as GIF, or as MP4 through an `ffmpeg` found on the PATH."""
+  if path.endswith(".gif"):
+    return write_gif(frames, path, fps)
+  if not path.endswith(".mp4"):
+    raise ValueError(f"{path}: a video is written as .gif or .mp4")
+  import shutil
+  import subprocess
+  ffmpeg = shutil.which("ffmpeg")
+  if ffmpeg is None:
+    raise RuntimeError(f"{path}: writing MP4 needs ffmpeg on the PATH (apt-get install ffmpeg); "
+                       "or write a .gif")
+  height, width = frames[0].shape[:2]
+  command = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+             "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-pix_fmt", "yuv420p",
+             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", path]
+  subprocess.run(command, input=np.ascontiguousarray(np.stack(frames)).tobytes(), check=True)
+  return path
 
 
 def write_gif(frames: Sequence[np.ndarray], path: str, fps: float = 30.0) -> str:

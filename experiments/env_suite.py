@@ -1,0 +1,75 @@
+r"""Raw environment throughput of the task suite: state observations and pixels from both
+renderers, random actions, pmapped over the local devices.
+
+  python experiments/env_suite.py                          # every suite task, defaults below
+  python experiments/env_suite.py --tasks=ReachSparse,PushSparse --kinds=state
+
+Writes JSON (default experiments/results/env_suite.json) and a markdown table beside it. Compile
+time is reported apart; figures are from the machine the script runs on.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.benchmark import raw_env  # noqa: E402
+from mimex_jax.envs import dmc, manipulation, pixels  # noqa: E402
+from mimex_jax.train import enable_compilation_cache  # noqa: E402
+
+SUITE = tuple(name for name in manipulation.TASKS if name.endswith("Sparse")) + tuple(
+    dmc.SPARSE_SUITE)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--tasks", default=",".join(SUITE))
+  parser.add_argument("--kinds", default="state,jax,warp",
+                      help="state, and pixels from the jax (mjx.ray) or warp renderer")
+  parser.add_argument("--state_batch", type=int, default=256)
+  parser.add_argument("--pixel_batch", type=int, default=64)
+  parser.add_argument("--size", type=int, default=64, help="side of the square RGB image")
+  parser.add_argument("--unroll", type=int, default=20)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--out", default="experiments/results/env_suite.json")
+  args = parser.parse_args()
+  enable_compilation_cache()
+
+  rows = []
+  for task in args.tasks.split(","):
+    for kind in args.kinds.split(","):
+      if kind == "state":
+        batch, make_args = args.state_batch, {}
+      else:
+        batch = args.pixel_batch
+        make_args = {"obs_type": "pixels", "pixels": pixels.PixelSpec(
+            backend=kind, height=args.size, width=args.size, frame_stack=3)}
+      compile_s, steps_per_s = raw_env(task, batch, args.unroll, args.repeats, **make_args)
+      rows.append({"task": task, "observations": kind if kind == "state" else f"pixels ({kind})",
+                   "batch": batch, "steps_per_s": steps_per_s, "compile_s": compile_s})
+      print(f"{task:24s} {rows[-1]['observations']:14s} B={batch:4d} {steps_per_s:10.0f} steps/s "
+            f"(compile {compile_s:.1f} s)", flush=True)
+
+  result = {"machine": f"{platform.processor() or platform.machine()}, "
+                       f"{os.cpu_count()} cores, {jax.devices()[0].platform}",
+            "devices": jax.local_device_count(), "jax": jax.__version__,
+            "image": f"{args.size}x{args.size} RGB, 3 stacked", "unroll": args.unroll,
+            "rows": rows}
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(result, f, indent=1)
+  table = ["| task | observations | batch | steps/s | compile s |", "|---|---|---:|---:|---:|"]
+  table += [f"| {r['task']} | {r['observations']} | {r['batch']} | {r['steps_per_s']:,.0f} | "
+            f"{r['compile_s']:.1f} |" for r in rows]
+  with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+    f.write("\n".join(table) + "\n")
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,263 @@
+"""Pixel observations for any MJX task: a camera renders each state, frames are stacked.
+
+Two renderers sit behind one option:
+- `jax`: a pure-JAX camera that casts one ray per pixel with `mjx.ray` and shades the hit geom's
+  color with a headlight. It is plain XLA, so it runs under vmap and pmap on CPU, GPU and TPU.
+  `mjx.ray` has no cylinder intersection; cylinders are drawn as capsules of the same size.
+- `warp`: MuJoCo Warp's batch renderer (`mjx.render`). It needs a Warp model and a render
+  context made for a fixed number of worlds, so it renders batches of exactly `num_worlds`
+  states (the envs on one device); textures and lights come from the MJCF.
+
+Observations are uint8 `[H, W, C * frame_stack]`, oldest frame first (C = 1 gray or 3 RGB).
+The backend wrapped must expose `mj_model`, and its states must carry `data` (mjx.Data) as
+MuJoCo Playground's and this package's tasks do.
+"""
+
+import copy
+import dataclasses
+from typing import Any, Optional, Tuple, Union
+
+from flax import struct
+import jax
+import jax.numpy as jnp
+import mujoco
+from mujoco import mjx
+import numpy as np
+
+BACKENDS = ("jax", "warp")
+_VISIBLE_GROUPS = (1, 1, 1, 0, 0, 0)  # geom groups 0-2, as MuJoCo's viewer shows by default
+_AMBIENT = 0.45  # share of a color seen without light; the rest scales with the headlight angle
+_BACKGROUND = (0.12, 0.14, 0.18)
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelSpec:
+  """What the agent sees. `camera` is a camera name or index into the model's cameras."""
+  backend: str = "jax"
+  height: int = 64
+  width: int = 64
+  grayscale: bool = False
+  frame_stack: int = 3
+  camera: Union[str, int] = 0
+
+  def validate(self) -> None:
+    if self.backend not in BACKENDS:
+      raise ValueError(f"pixels backend must be one of {BACKENDS}, got {self.backend!r}")
+    for field in ("height", "width", "frame_stack"):
+      if getattr(self, field) < 1:
+        raise ValueError(f"pixels {field} must be >= 1, got {getattr(self, field)}")
+
+  @property
+  def channels(self) -> int:
+    return 1 if self.grayscale else 3
+
+
+def camera_id(mj_model: mujoco.MjModel, camera: Union[str, int]) -> int:
+  names = [mj_model.camera(i).name for i in range(mj_model.ncam)]
+  if isinstance(camera, str) and not camera.lstrip("-").isdigit():
+    if camera not in names:
+      raise ValueError(f"camera {camera!r} not in the model; its cameras: {names}")
+    return names.index(camera)
+  index = int(camera)
+  if not 0 <= index < mj_model.ncam:
+    raise ValueError(f"camera index {index} out of range: the model has {mj_model.ncam} "
+                     f"camera(s) {names}")
+  return index
+
+
+def _geom_colors(mj_model: mujoco.MjModel) -> np.ndarray:
+  """`[ngeom, 3]` base colors: the material's color where a geom has one, else its rgba."""
+  colors = mj_model.geom_rgba[:, :3].copy()
+  has_material = mj_model.geom_matid >= 0
+  colors[has_material] = mj_model.mat_rgba[mj_model.geom_matid[has_material], :3]
+  return colors.astype(np.float32)
+
+
+def _local_normal(geom_type: jax.Array, size: jax.Array, point: jax.Array) -> jax.Array:
+  """Outward surface normal at `point` (geom frame) of a geom of `geom_type` and `size`."""
+  plane = jnp.array([0.0, 0.0, 1.0])
+  sphere = point
+  # Capsule and cylinder: away from the nearest point of the axis segment.
+  capsule = point - jnp.array([0.0, 0.0, jnp.clip(point[2], -size[1], size[1])])
+  ellipsoid = point / jnp.maximum(size, 1e-6) ** 2
+  # Box: along the axis of the face the point lies on (the largest relative coordinate).
+  relative = jnp.abs(point) / jnp.maximum(size, 1e-6)
+  box = jnp.where(jnp.arange(3) == jnp.argmax(relative), jnp.sign(point), 0.0)
+  normal = jnp.select(
+      [geom_type == mujoco.mjtGeom.mjGEOM_PLANE, geom_type == mujoco.mjtGeom.mjGEOM_SPHERE,
+       (geom_type == mujoco.mjtGeom.mjGEOM_CAPSULE) | (geom_type == mujoco.mjtGeom.mjGEOM_CYLINDER),
+       geom_type == mujoco.mjtGeom.mjGEOM_ELLIPSOID, geom_type == mujoco.mjtGeom.mjGEOM_BOX],
+      [plane, sphere, capsule, ellipsoid, box], jnp.zeros(3))
+  return normal / jnp.maximum(jnp.linalg.norm(normal), 1e-9)
+
+
+class RayCamera:
+  """Pure-JAX renderer: `render(data) -> (rgb [H, W, 3] in [0, 1], depth [H, W], geom [H, W])`.
+
+  `depth` is the distance along each ray (0 where nothing is hit), `geom` the id of the geom hit
+  (-1 for background). Unbatched; vmap it over envs.
+  """
+
+  def __init__(self, mj_model: mujoco.MjModel, camera: Union[str, int], height: int, width: int):
+    self.camera = camera_id(mj_model, camera)
+    render_model = copy.deepcopy(mj_model)
+    cylinders = render_model.geom_type == mujoco.mjtGeom.mjGEOM_CYLINDER
+    render_model.geom_type[cylinders] = mujoco.mjtGeom.mjGEOM_CAPSULE
+    self._model = mjx.put_model(render_model, impl="jax")
+    if mj_model.nmat == 0:  # mjx.ray indexes the material table even when a model has none
+      self._model = self._model.replace(mat_rgba=np.ones((1, 4), np.float32))
+    self._geom_type = jnp.asarray(mj_model.geom_type)  # true types: cylinder normals as capsule
+    self._geom_size = jnp.asarray(mj_model.geom_size)
+    self._colors = jnp.asarray(_geom_colors(mj_model))
+    # Ray directions in the camera frame (MuJoCo cameras look along -z with +y up).
+    half_height = np.tan(np.deg2rad(mj_model.cam_fovy[self.camera]) / 2)
+    half_width = half_height * width / height
+    rows = (1 - 2 * (np.arange(height) + 0.5) / height) * half_height
+    cols = (2 * (np.arange(width) + 0.5) / width - 1) * half_width
+    grid_y, grid_x = np.meshgrid(rows, cols, indexing="ij")
+    directions = np.stack([grid_x, grid_y, -np.ones_like(grid_x)], axis=-1)
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    self._directions = jnp.asarray(directions.reshape(-1, 3), jnp.float32)
+    self.shape = (height, width)
+
+  def render(self, data: mjx.Data) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    origin = data.cam_xpos[self.camera]
+    directions = self._directions @ data.cam_xmat[self.camera].reshape(3, 3).T
+    cast = jax.vmap(lambda v: mjx.ray(self._model, data, origin, v, _VISIBLE_GROUPS))
+    distance, geom = cast(directions)
+    hit = geom >= 0
+    geom_safe = jnp.maximum(geom, 0)
+    points = origin + directions * distance[:, None]
+    rotations = data.geom_xmat[geom_safe]  # [P, 3, 3] geom-to-world
+    local = jnp.einsum("pji,pj->pi", rotations, points - data.geom_xpos[geom_safe])
+    normals = jax.vmap(_local_normal)(self._geom_type[geom_safe], self._geom_size[geom_safe],
+                                      local)
+    normals = jnp.einsum("pij,pj->pi", rotations, normals)
+    light = _AMBIENT + (1 - _AMBIENT) * jnp.abs(jnp.sum(normals * directions, axis=-1))
+    rgb = jnp.where(hit[:, None], self._colors[geom_safe] * light[:, None],
+                    jnp.asarray(_BACKGROUND))
+    height, width = self.shape
+    return (rgb.reshape(height, width, 3), jnp.where(hit, distance, 0.0).reshape(height, width),
+            geom.reshape(height, width))
+
+
+class WarpCamera:
+  """MuJoCo Warp's batch renderer for exactly `num_worlds` states at a time.
+
+  `render(data) -> rgb [H, W, 3] in [0, 1]` is written unbatched and must be vmapped over
+  `num_worlds` states. The physics may run on either MJX backend: the renderer rebuilds Warp
+  data from `qpos` and mocap poses.
+  """
+
+  def __init__(self, mj_model: mujoco.MjModel, camera: Union[str, int], height: int, width: int,
+               num_worlds: int, segmentation: bool = False):
+    self.camera = camera_id(mj_model, camera)
+    self._mj_model = mj_model
+    self._model = mjx.put_model(mj_model, impl="warp")
+    self._context = mjx.create_render_context(
+        mjm=mj_model, nworld=int(num_worlds), cam_res=(width, height), use_textures=True,
+        use_shadows=False, render_rgb=(True,), render_depth=(True,), render_seg=segmentation,
+        enabled_geom_groups=[0, 1, 2], cam_active=tuple(i == self.camera
+                                                        for i in range(mj_model.ncam)))
+    self._context_tree = self._context.pytree()
+    self.num_worlds = int(num_worlds)
+    self.segmentation = segmentation
+
+  def render(self, data: mjx.Data) -> Any:
+    warp_data = mjx.make_data(self._mj_model, impl="warp").replace(
+        qpos=data.qpos, mocap_pos=data.mocap_pos, mocap_quat=data.mocap_quat)
+    warp_data = mjx.forward(self._model, warp_data)  # places geoms and cameras
+    warp_data = mjx.refit_bvh(self._model, warp_data, self._context_tree)
+    if self.segmentation:
+      rgb, _, segmentation, _ = mjx.render_with_segmentation(self._model, warp_data,
+                                                             self._context_tree)
+      return (mjx.get_rgb(self._context_tree, 0, rgb),
+              mjx.get_segmentation(self._context_tree, 0, segmentation))
+    rgb, _, _ = mjx.render(self._model, warp_data, self._context_tree)
+    return mjx.get_rgb(self._context_tree, 0, rgb)
+
+
+def make_camera(mj_model: mujoco.MjModel, spec: PixelSpec, num_worlds: Optional[int] = None):
+  """The renderer `spec` asks for, as a function `data -> rgb [H, W, 3] in [0, 1]`."""
+  spec.validate()
+  if spec.backend == "jax":
+    camera = RayCamera(mj_model, spec.camera, spec.height, spec.width)
+    return lambda data: camera.render(data)[0]
+  if not num_worlds:
+    raise ValueError("the warp pixel backend renders a fixed batch: pass num_worlds, the number "
+                     "of envs per device")
+  camera = WarpCamera(mj_model, spec.camera, spec.height, spec.width, num_worlds)
+  return camera.render
+
+
+@struct.dataclass
+class PixelState:
+  inner: Any  # the wrapped backend's state
+  frames: jax.Array  # [frame_stack, H, W, C] uint8, oldest first
+  obs: jax.Array  # [H, W, C * frame_stack] uint8: the frames side by side on the channel axis
+
+  @property
+  def reward(self) -> jax.Array:
+    return self.inner.reward
+
+  @property
+  def done(self) -> jax.Array:
+    return self.inner.done
+
+  @property
+  def metrics(self) -> Any:
+    return getattr(self.inner, "metrics", {})
+
+  @property
+  def data(self) -> mjx.Data:
+    return self.inner.data
+
+
+def _stacked(frames: jax.Array) -> jax.Array:
+  stack, height, width, channels = frames.shape
+  return jnp.moveaxis(frames, 0, 2).reshape(height, width, stack * channels)
+
+
+class PixelObservations:
+  """Wraps a backend so its observations are stacked camera frames.
+
+  A reset fills every stack slot with the first frame, so a new episode never shows frames of
+  the previous one.
+  """
+
+  def __init__(self, backend: Any, spec: PixelSpec, num_worlds: Optional[int] = None):
+    if not hasattr(backend, "mj_model"):
+      raise ValueError(f"{type(backend).__name__} has no mj_model: pixel observations need an "
+                       "MJX task (MuJoCo Playground or mimex_jax.envs.manipulation)")
+    self.backend = backend
+    self.spec = spec
+    self._camera = make_camera(backend.mj_model, spec, num_worlds)
+
+  @property
+  def observation_size(self) -> Tuple[int, int, int]:
+    return (self.spec.height, self.spec.width, self.spec.channels * self.spec.frame_stack)
+
+  @property
+  def action_size(self) -> int:
+    return self.backend.action_size
+
+  @property
+  def mj_model(self) -> mujoco.MjModel:
+    return self.backend.mj_model
+
+  def frame(self, data: mjx.Data) -> jax.Array:
+    """`[H, W, C]` uint8 image of one state."""
+    rgb = self._camera(data)
+    if self.spec.grayscale:
+      rgb = rgb @ jnp.array([[0.299], [0.587], [0.114]])  # luma weights
+    return jnp.round(jnp.clip(rgb, 0.0, 1.0) * 255).astype(jnp.uint8)
+
+  def reset(self, key: jax.Array) -> PixelState:
+    inner = self.backend.reset(key)
+    frames = jnp.repeat(self.frame(inner.data)[None], self.spec.frame_stack, axis=0)
+    return PixelState(inner=inner, frames=frames, obs=_stacked(frames))
+
+  def step(self, state: PixelState, action: jax.Array) -> PixelState:
+    inner = self.backend.step(state.inner, action)
+    frames = jnp.concatenate([state.frames[1:], self.frame(inner.data)[None]], axis=0)
+    return PixelState(inner=inner, frames=frames, obs=_stacked(frames))

@@ -1,0 +1,112 @@
+"""Pixel observations: the pure-JAX ray camera and MuJoCo Warp's renderer see the same scene,
+images follow the state, and frame stacks restart with each episode."""
+
+import jax
+import jax.numpy as jnp
+from mujoco import mjx
+import numpy as np
+import pytest
+
+from mimex_jax import envs
+from mimex_jax.envs import VectorEnv
+from mimex_jax.envs import pixels
+
+_WORLDS = 4
+
+
+def _moving_silhouette(mj_model, geom_ids):
+  """Pixels that show a geom of a body that can move (not welded to the world)."""
+  moving = np.asarray(mj_model.body_weldid[mj_model.geom_bodyid] != 0)
+  geom_ids = np.asarray(geom_ids)
+  return (geom_ids >= 0) & moving[np.clip(geom_ids, 0, mj_model.ngeom - 1)]
+
+
+@pytest.mark.parametrize("name", ["CartpoleSwingupSparse", "AcrobotSwingupSparse", "ReachSparse"])
+def test_backends_agree_on_what_is_where(name):
+  backend = envs.spec(name).build({})
+  mj_model = backend.mj_model
+  states = jax.jit(jax.vmap(backend.reset))(jax.random.split(jax.random.PRNGKey(3), _WORLDS))
+  ray_camera = pixels.RayCamera(mj_model, 0, 48, 64)
+  warp_camera = pixels.WarpCamera(mj_model, 0, 48, 64, _WORLDS, segmentation=True)
+  ray_rgb, depth, ray_geoms = jax.jit(jax.vmap(ray_camera.render))(states.data)
+  warp_rgb, warp_geoms = jax.jit(jax.vmap(warp_camera.render))(states.data)
+  ray_mask = _moving_silhouette(mj_model, ray_geoms)
+  warp_mask = _moving_silhouette(mj_model, warp_geoms)
+  assert ray_mask.sum() > 20, "the moving parts should be in view"
+  iou = (ray_mask & warp_mask).sum() / (ray_mask | warp_mask).sum()
+  assert iou > 0.9, iou
+  assert ray_rgb.shape == warp_rgb.shape == (_WORLDS, 48, 64, 3)
+  # Where something is hit, the depth is positive; the background has depth 0.
+  np.testing.assert_array_equal(np.asarray(depth) > 0, np.asarray(ray_geoms) >= 0)
+
+
+@pytest.fixture(scope="module")
+def cartpole_pixels():
+  spec = pixels.PixelSpec(height=24, width=32, frame_stack=3, grayscale=True)
+  env = envs.make("CartpoleSwingupSparse", episode_length=4, obs_type="pixels", pixels=spec)
+  return env, VectorEnv(env, 2)
+
+
+def test_images_follow_the_state(cartpole_pixels):
+  env, _ = cartpole_pixels
+  frame = jax.jit(env.backend.frame)
+  state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+  data = state.inner.inner.data
+  moved = data.replace(qpos=data.qpos.at[0].add(0.5).at[1].add(1.0))
+  moved = jax.jit(mjx.forward)(env.backend.backend.mjx_model, moved)  # places geoms anew
+  same, again, other = frame(data), frame(data), frame(moved)
+  assert same.dtype == jnp.uint8 and same.shape == (24, 32, 1)
+  np.testing.assert_array_equal(same, again)
+  assert int(jnp.sum(same != other)) > 10
+  assert len(np.unique(np.asarray(same))) >= 3  # sky, floor and cartpole, not a flat image
+
+
+def test_frame_stack_restarts_with_each_episode(cartpole_pixels):
+  env, vector_env = cartpole_pixels
+  assert env.observation_shape == (24, 32, 3)
+  step = jax.jit(vector_env.step)
+  push = jnp.ones((2, env.action_size))
+  slots = lambda obs: [np.asarray(obs[0, ..., k]) for k in range(3)]
+
+  state = vector_env.reset(jax.random.PRNGKey(1))
+  assert all(np.array_equal(slots(state.obs)[0], s) for s in slots(state.obs))
+  # Mark the stack so that any frame carried over is recognizable: white frames never render.
+  marked = lambda s: s.replace(inner=s.inner.replace(frames=jnp.full_like(s.inner.frames, 255)))
+  for _ in range(2):
+    state = step(state, push)
+  state = step(marked(state), push)  # step 3 of 4: frames shift left, the new one comes last
+  third = slots(state.obs)
+  assert (third[0] == 255).all() and (third[1] == 255).all() and not (third[2] == 255).all()
+
+  state = step(marked(state), push)  # step 4 hits the time limit and starts a new episode
+  assert float(state.truncated[0]) == 1.0
+  fresh = slots(state.obs)
+  assert not (fresh[0] == 255).all()
+  assert all(np.array_equal(fresh[0], s) for s in fresh)  # only the new episode's first frame
+  old = slots(state.final_obs)  # the old episode's last stack still has the carried frames
+  assert (old[1] == 255).all() and not (old[2] == 255).all()
+
+
+def test_warp_backend_steps_a_batch_of_its_world_count():
+  spec = pixels.PixelSpec(backend="warp", height=32, width=32, frame_stack=2)
+  env = envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=spec, num_worlds=_WORLDS)
+  vector_env = VectorEnv(env, _WORLDS)
+  state = vector_env.reset(jax.random.PRNGKey(0))
+  state = jax.jit(vector_env.step)(state, jnp.ones((_WORLDS, 1)))
+  assert state.obs.shape == (_WORLDS, 32, 32, 6) and state.obs.dtype == jnp.uint8
+  assert len(np.unique(np.asarray(state.obs))) > 3
+
+
+def test_bad_pixel_options_name_the_fix():
+  with pytest.raises(ValueError, match="cameras"):
+    envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=pixels.PixelSpec(camera="nope"))
+  with pytest.raises(ValueError, match="num_worlds"):
+    envs.make("CartpoleSwingupSparse", obs_type="pixels",
+              pixels=pixels.PixelSpec(backend="warp"))
+  with pytest.raises(ValueError, match="backend"):
+    envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=pixels.PixelSpec(backend="gl"))
+  with pytest.raises(ValueError, match="obs_type"):
+    envs.make("CartpoleSwingupSparse", obs_type="rgb")
+  env = envs.make("CartpoleSwingupSparse", obs_type="pixels")
+  with pytest.raises(ValueError, match="flat state observations"):
+    env.observation_size  # noqa: B018  (a learner asking for a vector size gets the reason)
