@@ -11,7 +11,11 @@ Other variants: `--config=configs/ppo.py:<variant>` with <variant> one of
                            of 1000 by about 2M steps, deterministic eval 1000 (measured)
   cartpole_swingup_sparse  the paper-style hard-exploration task; a no-bonus PPO gets about 3 of
                            1000 after 2M steps (Brax PPO, measured on this CPU)
-  acrobot_swingup_sparse, ball_in_cup, finger_turn_hard, reacher_hard   sparse DM Control tasks
+  acrobot_swingup_sparse, ball_in_cup, finger_turn_hard, reacher_hard, point_mass
+                           the rest of the DM Control sparse suite (docs/TASKS.md)
+  reach_sparse, push_sparse, pick_sparse, drawer_sparse, and *_dense
+                           our arm's manipulation tasks (state observations, 100-150 step
+                           episodes; docs/TASKS.md)
   cartpole_balance         dense reward, for checking that PPO itself learns
   smoke                    a few seconds of everything, for tests and CI
 
@@ -20,7 +24,11 @@ Rerunning a command in the same --workdir resumes from its latest checkpoint (ch
 Figures in docstrings and README were measured on a 2-core CPU (no GPU) with jax 0.10.2.
 """
 
+import re
+
 from ml_collections import config_dict
+
+from mimex_jax.envs import manipulation
 
 _TASKS = {
     "cartpole_balance_sparse": "CartpoleBalanceSparse",
@@ -29,8 +37,12 @@ _TASKS = {
     "ball_in_cup": "BallInCup",
     "finger_turn_hard": "FingerTurnHard",
     "reacher_hard": "ReacherHard",
+    "point_mass": "PointMass",
     "cartpole_balance": "CartpoleBalance",
 }
+# Manipulation tasks (ReachSparse -> reach_sparse), with their own episode lengths.
+_TASKS.update({re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower(): name
+               for name in manipulation.DEFAULT_EPISODE_LENGTH})
 VARIANTS = tuple(_TASKS) + ("smoke",)
 
 
@@ -42,7 +54,8 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
 
   config.env = config_dict.ConfigDict()
   config.env.name = _TASKS.get(arg, "CartpoleBalanceSparse")
-  config.env.episode_length = 1000  # agent steps before truncation (bootstrapped, not terminal)
+  # Agent steps before truncation (bootstrapped, not terminal).
+  config.env.episode_length = manipulation.DEFAULT_EPISODE_LENGTH.get(config.env.name, 1000)
   config.env.action_repeat = 1
 
   config.seed = 0

@@ -28,7 +28,8 @@ def main():
   spec = pixels.PixelSpec(height=64, width=64, frame_stack=1)
   for task in args.tasks.split(","):
     scripted = task in manipulation.TASKS
-    steps = registry.spec(task).default_episode_length if scripted else 100
+    # One step short of the time limit: the last frame is still the same episode.
+    steps = registry.spec(task).default_episode_length - 1 if scripted else 100
     trace = show.record(task, steps, "scripted" if scripted else "random", spec)
     frames = show.compose(task, trace, height=144)
     path = os.path.join(args.out_dir, f"{task}.png")

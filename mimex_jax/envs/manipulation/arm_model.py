@@ -61,8 +61,8 @@ def _xyaxes(position: Sequence[float], look_at: Sequence[float]) -> str:
   return " ".join(f"{v:.4f}" for v in (*right, *up))
 
 
-_FRONT_CAMERA = (1.35, 0.0, 0.75)
-_WORKSPACE_CENTRE = (0.3, 0.0, 0.12)
+_FRONT_CAMERA = (1.05, 0.5, 0.72)
+_WORKSPACE_CENTRE = (0.25, 0.0, 0.15)
 
 _ARM = f"""
     <body name="base" pos="0 0 0">
