@@ -36,8 +36,9 @@ def test_backends_agree_on_what_is_where(name):
   iou = (ray_mask & warp_mask).sum() / (ray_mask | warp_mask).sum()
   assert iou > 0.9, iou
   assert ray_rgb.shape == warp_rgb.shape == (_WORLDS, 48, 64, 3)
-  # Where something is hit, the depth is positive; the background has depth 0.
-  np.testing.assert_array_equal(np.asarray(depth) > 0, np.asarray(ray_geoms) >= 0)
+  # Where a geom is hit, the depth is positive; the background (no geom, no site) has depth 0.
+  assert (np.asarray(depth)[np.asarray(ray_geoms) >= 0] > 0).all()
+  assert (np.asarray(ray_geoms)[np.asarray(depth) == 0] == -1).all()
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,21 @@ def test_images_follow_the_state(cartpole_pixels):
   np.testing.assert_array_equal(same, again)
   assert int(jnp.sum(same != other)) > 10
   assert len(np.unique(np.asarray(same))) >= 3  # sky, floor and cartpole, not a flat image
+
+
+def test_visible_sites_are_drawn():
+  """FingerTurnHard's target is a site on a mocap body: moving only it must change the image."""
+  backend = envs.spec("FingerTurnHard").build({})
+  camera = pixels.RayCamera(backend.mj_model, 0, 32, 32)
+  state = jax.jit(backend.reset)(jax.random.PRNGKey(0))
+  target = backend.mj_model.body("target").mocapid[0]
+  moved = state.data.replace(mocap_pos=state.data.mocap_pos.at[target, 0].add(0.15))
+  moved = jax.jit(mjx.forward)(backend.mjx_model, moved)
+  render = jax.jit(camera.render)
+  before, after = render(state.data), render(moved)
+  changed = np.any(np.asarray(before[0]) != np.asarray(after[0]), axis=-1)
+  assert 2 <= changed.sum() < 60  # a small sphere left one place and appeared in another
+  np.testing.assert_array_equal(before[2], after[2])  # no geom moved
 
 
 def test_frame_stack_restarts_with_each_episode(cartpole_pixels):

@@ -4,9 +4,10 @@ Two renderers sit behind one option:
 - `jax`: a pure-JAX camera that casts one ray per pixel with `mjx.ray` and shades the hit geom's
   color with a headlight. It is plain XLA, so it runs under vmap and pmap on CPU, GPU and TPU.
   `mjx.ray` has no cylinder intersection; cylinders are drawn as capsules of the same size.
+  Visible sphere and box sites (targets in DM Control's finger tasks) are drawn too.
 - `warp`: MuJoCo Warp's batch renderer (`mjx.render`). It needs a Warp model and a render
   context made for a fixed number of worlds, so it renders batches of exactly `num_worlds`
-  states (the envs on one device); textures and lights come from the MJCF.
+  states (the envs on one device); textures and lights come from the MJCF; sites are not drawn.
 
 Observations are uint8 `[H, W, C * frame_stack]`, oldest frame first (C = 1 gray or 3 RGB).
 The backend wrapped must expose `mj_model`, and its states must carry `data` (mjx.Data) as
@@ -91,6 +92,37 @@ def _local_normal(geom_type: jax.Array, size: jax.Array, point: jax.Array) -> ja
   return normal / jnp.maximum(jnp.linalg.norm(normal), 1e-9)
 
 
+def _visible_sites(mj_model: mujoco.MjModel) -> np.ndarray:
+  """Ids of the sphere and box sites a viewer shows (groups 0-2, not transparent)."""
+  alpha = mj_model.site_rgba[:, 3].copy()
+  has_material = mj_model.site_matid >= 0
+  alpha[has_material] = mj_model.mat_rgba[mj_model.site_matid[has_material], 3]
+  drawable = np.isin(mj_model.site_type, [mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_BOX])
+  return np.nonzero(drawable & (mj_model.site_group <= 2) & (alpha > 0))[0]
+
+
+def _site_colors(mj_model: mujoco.MjModel) -> np.ndarray:
+  colors = mj_model.site_rgba[:, :3].copy()
+  has_material = mj_model.site_matid >= 0
+  colors[has_material] = mj_model.mat_rgba[mj_model.site_matid[has_material], :3]
+  return colors.astype(np.float32)
+
+
+def _ray_box(origin: jax.Array, direction: jax.Array, half_size: jax.Array) -> jax.Array:
+  """Distance along a ray (in the box frame) to an axis-aligned box, inf if it misses."""
+  safe = jnp.where(jnp.abs(direction) < 1e-9, 1e-9, direction)
+  near = jnp.minimum((-half_size - origin) / safe, (half_size - origin) / safe).max()
+  far = jnp.maximum((-half_size - origin) / safe, (half_size - origin) / safe).min()
+  return jnp.where((far >= near) & (near > 0), near, jnp.inf)
+
+
+def _ray_sphere(origin: jax.Array, direction: jax.Array, radius: jax.Array) -> jax.Array:
+  half_b = jnp.dot(direction, origin)
+  discriminant = half_b ** 2 - (jnp.dot(origin, origin) - radius ** 2)
+  distance = -half_b - jnp.sqrt(jnp.maximum(discriminant, 0.0))
+  return jnp.where((discriminant >= 0) & (distance > 0), distance, jnp.inf)
+
+
 class RayCamera:
   """Pure-JAX renderer: `render(data) -> (rgb [H, W, 3] in [0, 1], depth [H, W], geom [H, W])`.
 
@@ -109,6 +141,11 @@ class RayCamera:
     self._geom_type = jnp.asarray(mj_model.geom_type)  # true types: cylinder normals as capsule
     self._geom_size = jnp.asarray(mj_model.geom_size)
     self._colors = jnp.asarray(_geom_colors(mj_model))
+    sites = _visible_sites(mj_model)
+    self._sites = jnp.asarray(sites, jnp.int32)
+    self._site_is_box = jnp.asarray(mj_model.site_type[sites] == mujoco.mjtGeom.mjGEOM_BOX)
+    self._site_size = jnp.asarray(mj_model.site_size[sites], jnp.float32)
+    self._site_colors = jnp.asarray(_site_colors(mj_model)[sites])
     # Ray directions in the camera frame (MuJoCo cameras look along -z with +y up).
     half_height = np.tan(np.deg2rad(mj_model.cam_fovy[self.camera]) / 2)
     half_width = half_height * width / height
@@ -133,12 +170,45 @@ class RayCamera:
     normals = jax.vmap(_local_normal)(self._geom_type[geom_safe], self._geom_size[geom_safe],
                                       local)
     normals = jnp.einsum("pij,pj->pi", rotations, normals)
+    colors = self._colors[geom_safe]
+    distance = jnp.where(hit, distance, jnp.inf)
+    if self._sites.size:  # a site in front of the geom hit takes the pixel
+      site_distance, site_normals, site_colors = self._cast_sites(data, origin, directions)
+      in_front = site_distance < distance
+      distance = jnp.minimum(distance, site_distance)
+      normals = jnp.where(in_front[:, None], site_normals, normals)
+      colors = jnp.where(in_front[:, None], site_colors, colors)
+      geom = jnp.where(in_front, -1, geom)
     light = _AMBIENT + (1 - _AMBIENT) * jnp.abs(jnp.sum(normals * directions, axis=-1))
-    rgb = jnp.where(hit[:, None], self._colors[geom_safe] * light[:, None],
-                    jnp.asarray(_BACKGROUND))
+    seen = jnp.isfinite(distance)
+    rgb = jnp.where(seen[:, None], colors * light[:, None], jnp.asarray(_BACKGROUND))
     height, width = self.shape
-    return (rgb.reshape(height, width, 3), jnp.where(hit, distance, 0.0).reshape(height, width),
+    return (rgb.reshape(height, width, 3), jnp.where(seen, distance, 0.0).reshape(height, width),
             geom.reshape(height, width))
+
+  def _cast_sites(self, data: mjx.Data, origin: jax.Array, directions: jax.Array):
+    """Nearest visible site along each ray: distance `[P]` (inf: none), world normal `[P, 3]`
+    and color `[P, 3]`."""
+    rotations = data.site_xmat[self._sites].reshape(-1, 3, 3)  # [S, 3, 3] site-to-world
+    local_origins = jnp.einsum("sji,sj->si", rotations, origin - data.site_xpos[self._sites])
+    local_directions = jnp.einsum("sji,pj->psi", rotations, directions)  # [P, S, 3]
+
+    def distance_to(site_origin, is_box, size, direction):
+      return jnp.where(is_box, _ray_box(site_origin, direction, size),
+                       _ray_sphere(site_origin, direction, size[0]))
+
+    per_site = jax.vmap(jax.vmap(distance_to), in_axes=(None, None, None, 0))
+    distances = per_site(local_origins, self._site_is_box, self._site_size, local_directions)
+    nearest = jnp.argmin(distances, axis=1)
+    distance = jnp.min(distances, axis=1)
+    points = local_origins[nearest] + local_directions[jnp.arange(len(nearest)), nearest] * \
+        jnp.where(jnp.isfinite(distance), distance, 0.0)[:, None]
+    box_normal = jax.vmap(lambda p, size: _local_normal(
+        jnp.asarray(int(mujoco.mjtGeom.mjGEOM_BOX)), size, p))(points, self._site_size[nearest])
+    sphere_normal = points / jnp.maximum(jnp.linalg.norm(points, axis=-1, keepdims=True), 1e-9)
+    normals = jnp.where(self._site_is_box[nearest][:, None], box_normal, sphere_normal)
+    normals = jnp.einsum("pij,pj->pi", rotations[nearest], normals)
+    return distance, normals, self._site_colors[nearest]
 
 
 class WarpCamera:
