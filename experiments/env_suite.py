@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 
 import jax
@@ -26,6 +27,19 @@ SUITE = tuple(name for name in manipulation.TASKS if name.endswith("Sparse")) + 
     dmc.SPARSE_SUITE)
 
 
+def measure(args, task, kind):
+  """One row: raw steps/s of `task` with state observations or pixels from renderer `kind`."""
+  if kind == "state":
+    batch, make_args = args.state_batch, {}
+  else:
+    batch = args.pixel_batch
+    make_args = {"obs_type": "pixels", "pixels": pixels.PixelSpec(
+        backend=kind, height=args.size, width=args.size, frame_stack=3)}
+  compile_s, steps_per_s = raw_env(task, batch, args.unroll, args.repeats, **make_args)
+  return {"task": task, "observations": kind if kind == "state" else f"pixels ({kind})",
+          "batch": batch, "steps_per_s": steps_per_s, "compile_s": compile_s}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--tasks", default=",".join(SUITE))
@@ -37,23 +51,29 @@ def main():
   parser.add_argument("--unroll", type=int, default=20)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", default="experiments/results/env_suite.json")
+  parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # task:kind, in a child
   args = parser.parse_args()
   enable_compilation_cache()
+  if args.row:
+    print(json.dumps(measure(args, *args.row.split(":"))))
+    return
 
   rows = []
   for task in args.tasks.split(","):
     for kind in args.kinds.split(","):
-      if kind == "state":
-        batch, make_args = args.state_batch, {}
-      else:
-        batch = args.pixel_batch
-        make_args = {"obs_type": "pixels", "pixels": pixels.PixelSpec(
-            backend=kind, height=args.size, width=args.size, frame_stack=3)}
-      compile_s, steps_per_s = raw_env(task, batch, args.unroll, args.repeats, **make_args)
-      rows.append({"task": task, "observations": kind if kind == "state" else f"pixels ({kind})",
-                   "batch": batch, "steps_per_s": steps_per_s, "compile_s": compile_s})
-      print(f"{task:24s} {rows[-1]['observations']:14s} B={batch:4d} {steps_per_s:10.0f} steps/s "
-            f"(compile {compile_s:.1f} s)", flush=True)
+      # Each row runs in its own process: a renderer that crashes costs one row, not the table.
+      child = subprocess.run([sys.executable, __file__, *sys.argv[1:], f"--row={task}:{kind}"],
+                             capture_output=True, text=True)
+      observations = kind if kind == "state" else f"pixels ({kind})"
+      if child.returncode != 0:
+        print(f"{task:24s} {observations:14s} failed (exit {child.returncode}): "
+              f"{child.stderr.strip().splitlines()[-1:]}", flush=True)
+        rows.append({"task": task, "observations": observations, "failed": child.returncode})
+        continue
+      row = json.loads(child.stdout.strip().splitlines()[-1])
+      rows.append(row)
+      print(f"{task:24s} {observations:14s} B={row['batch']:4d} {row['steps_per_s']:10.0f} "
+            f"steps/s (compile {row['compile_s']:.1f} s)", flush=True)
 
   result = {"machine": f"{platform.processor() or platform.machine()}, "
                        f"{os.cpu_count()} cores, {jax.devices()[0].platform}",
@@ -65,7 +85,9 @@ def main():
     json.dump(result, f, indent=1)
   table = ["| task | observations | batch | steps/s | compile s |", "|---|---|---:|---:|---:|"]
   table += [f"| {r['task']} | {r['observations']} | {r['batch']} | {r['steps_per_s']:,.0f} | "
-            f"{r['compile_s']:.1f} |" for r in rows]
+            f"{r['compile_s']:.1f} |" if "failed" not in r else
+            f"| {r['task']} | {r['observations']} | | failed (exit {r['failed']}) | |"
+            for r in rows]
   with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
     f.write("\n".join(table) + "\n")
   print(f"wrote {args.out}")

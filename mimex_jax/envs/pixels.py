@@ -29,6 +29,9 @@ BACKENDS = ("jax", "warp")
 _VISIBLE_GROUPS = (1, 1, 1, 0, 0, 0)  # geom groups 0-2, as MuJoCo's viewer shows by default
 _AMBIENT = 0.45  # share of a color seen without light; the rest scales with the headlight angle
 _BACKGROUND = (0.12, 0.14, 0.18)
+# What the Warp renderer reads of a state, copied from the physics' data.
+_POSES = ("qpos", "mocap_pos", "mocap_quat", "xpos", "xquat", "xmat", "geom_xpos", "geom_xmat",
+          "cam_xpos", "cam_xmat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +69,12 @@ def camera_id(mj_model: mujoco.MjModel, camera: Union[str, int]) -> int:
   return index
 
 
-def _geom_colors(mj_model: mujoco.MjModel) -> np.ndarray:
-  """`[ngeom, 3]` base colors: the material's color where a geom has one, else its rgba."""
-  colors = mj_model.geom_rgba[:, :3].copy()
-  has_material = mj_model.geom_matid >= 0
-  colors[has_material] = mj_model.mat_rgba[mj_model.geom_matid[has_material], :3]
-  return colors.astype(np.float32)
+def _rgba(mj_model: mujoco.MjModel, rgba: np.ndarray, material_id: np.ndarray) -> np.ndarray:
+  """`[N, 4]` colors of geoms or sites: the material's where one is set, else their own."""
+  rgba = rgba.copy()
+  has_material = material_id >= 0
+  rgba[has_material] = mj_model.mat_rgba[material_id[has_material]]
+  return rgba.astype(np.float32)
 
 
 def _local_normal(geom_type: jax.Array, size: jax.Array, point: jax.Array) -> jax.Array:
@@ -94,18 +97,9 @@ def _local_normal(geom_type: jax.Array, size: jax.Array, point: jax.Array) -> ja
 
 def _visible_sites(mj_model: mujoco.MjModel) -> np.ndarray:
   """Ids of the sphere and box sites a viewer shows (groups 0-2, not transparent)."""
-  alpha = mj_model.site_rgba[:, 3].copy()
-  has_material = mj_model.site_matid >= 0
-  alpha[has_material] = mj_model.mat_rgba[mj_model.site_matid[has_material], 3]
+  alpha = _rgba(mj_model, mj_model.site_rgba, mj_model.site_matid)[:, 3]
   drawable = np.isin(mj_model.site_type, [mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_BOX])
   return np.nonzero(drawable & (mj_model.site_group <= 2) & (alpha > 0))[0]
-
-
-def _site_colors(mj_model: mujoco.MjModel) -> np.ndarray:
-  colors = mj_model.site_rgba[:, :3].copy()
-  has_material = mj_model.site_matid >= 0
-  colors[has_material] = mj_model.mat_rgba[mj_model.site_matid[has_material], :3]
-  return colors.astype(np.float32)
 
 
 def _ray_box(origin: jax.Array, direction: jax.Array, half_size: jax.Array) -> jax.Array:
@@ -140,12 +134,13 @@ class RayCamera:
       self._model = self._model.replace(mat_rgba=np.ones((1, 4), np.float32))
     self._geom_type = jnp.asarray(mj_model.geom_type)  # true types: cylinder normals as capsule
     self._geom_size = jnp.asarray(mj_model.geom_size)
-    self._colors = jnp.asarray(_geom_colors(mj_model))
+    self._colors = jnp.asarray(_rgba(mj_model, mj_model.geom_rgba, mj_model.geom_matid)[:, :3])
     sites = _visible_sites(mj_model)
     self._sites = jnp.asarray(sites, jnp.int32)
     self._site_is_box = jnp.asarray(mj_model.site_type[sites] == mujoco.mjtGeom.mjGEOM_BOX)
     self._site_size = jnp.asarray(mj_model.site_size[sites], jnp.float32)
-    self._site_colors = jnp.asarray(_site_colors(mj_model)[sites])
+    self._site_colors = jnp.asarray(
+        _rgba(mj_model, mj_model.site_rgba, mj_model.site_matid)[sites, :3])
     # Ray directions in the camera frame (MuJoCo cameras look along -z with +y up).
     half_height = np.tan(np.deg2rad(mj_model.cam_fovy[self.camera]) / 2)
     half_width = half_height * width / height
@@ -215,8 +210,8 @@ class WarpCamera:
   """MuJoCo Warp's batch renderer for exactly `num_worlds` states at a time.
 
   `render(data) -> rgb [H, W, 3] in [0, 1]` is written unbatched and must be vmapped over
-  `num_worlds` states. The physics may run on either MJX backend: the renderer rebuilds Warp
-  data from `qpos` and mocap poses.
+  `num_worlds` states. The physics may run on either MJX backend: the renderer copies the poses
+  it computed into Warp data (lights follow their bodies; their tracking modes are ignored).
   """
 
   def __init__(self, mj_model: mujoco.MjModel, camera: Union[str, int], height: int, width: int,
@@ -232,11 +227,20 @@ class WarpCamera:
     self._context_tree = self._context.pytree()
     self.num_worlds = int(num_worlds)
     self.segmentation = segmentation
+    self._light_body = jnp.asarray(mj_model.light_bodyid)
+    self._light_pos = jnp.asarray(mj_model.light_pos, jnp.float32)
+    self._light_dir = jnp.asarray(mj_model.light_dir, jnp.float32)
 
   def render(self, data: mjx.Data) -> Any:
-    warp_data = mjx.make_data(self._mj_model, impl="warp").replace(
-        qpos=data.qpos, mocap_pos=data.mocap_pos, mocap_quat=data.mocap_quat)
-    warp_data = mjx.forward(self._model, warp_data)  # places geoms and cameras
+    # The physics already placed every body, geom and camera; the renderer only needs those
+    # poses copied into Warp data (running Warp's own forward pass here would redo the physics).
+    poses = {name: getattr(data, name) for name in _POSES}
+    warp_data = mjx.make_data(self._mj_model, impl="warp").replace(**poses)
+    body = self._light_body
+    light_rotation = data.xmat[body]  # [nlight, 3, 3]: lights move with their bodies
+    warp_data = warp_data.replace(_impl=warp_data._impl.replace(  # pylint: disable=protected-access
+        light_xpos=data.xpos[body] + jnp.einsum("lij,lj->li", light_rotation, self._light_pos),
+        light_xdir=jnp.einsum("lij,lj->li", light_rotation, self._light_dir)))
     warp_data = mjx.refit_bvh(self._model, warp_data, self._context_tree)
     if self.segmentation:
       rgb, _, segmentation, _ = mjx.render_with_segmentation(self._model, warp_data,
