@@ -33,7 +33,8 @@ class TaskSpec:
   build: Callable[[Dict[str, Any]], Any]  # overrides -> backend
   default_episode_length: int
   success_threshold: Optional[float]  # per-step reward that counts as success; None: undefined
-  success_fn: Optional[Callable[[Any], Any]] = None  # backend state -> 1 where solved; first
+  # Backend state -> 1 where solved; when set, it replaces the reward threshold.
+  success_fn: Optional[Callable[[Any], Any]] = None
 
 
 class UnknownTaskError(ValueError):
@@ -48,7 +49,8 @@ def _playground_backend(name: str, overrides: Dict[str, Any]) -> Any:
     raise ValueError(f"env {name}: unknown override(s) {unknown}; "
                      f"allowed: {sorted(defaults.keys())}")
   backend = playground_registry.load(name, config_overrides={"impl": "jax", **overrides})
-  return dmc.RandomBallStart(backend) if name == "BallInCup" else backend
+  wrapper = dmc.BACKEND_WRAPPERS.get(name)
+  return wrapper(backend) if wrapper else backend
 
 
 def _brax_backend(name: str, overrides: Dict[str, Any]) -> Any:
@@ -89,15 +91,13 @@ def spec(name: str) -> TaskSpec:
     from mimex_jax.envs import manipulation
     return TaskSpec(name, functools.partial(_manipulation_backend, name),
                     manipulation.DEFAULT_EPISODE_LENGTH[name], None, _success_metric)
-  if name == "PointMass" and name in _playground_task_names():
-    return TaskSpec(name, functools.partial(_playground_backend, name), 1000, None,
-                    dmc.point_mass_in_target)
   if name.startswith(BRAX_PREFIX) and name[len(BRAX_PREFIX):] in _BRAX_TASKS:
     brax_name = name[len(BRAX_PREFIX):]
     return TaskSpec(name, functools.partial(_brax_backend, brax_name), 1000, None)
   if name in _playground_task_names():
     threshold = 0.5 if name in _SPARSE_PLAYGROUND_TASKS else None
-    return TaskSpec(name, functools.partial(_playground_backend, name), 1000, threshold)
+    return TaskSpec(name, functools.partial(_playground_backend, name), 1000, threshold,
+                    dmc.SUCCESS_FNS.get(name))
   raise UnknownTaskError(f"unknown env name {name!r}; known: {', '.join(task_names())}")
 
 
