@@ -29,6 +29,7 @@ import re
 from ml_collections import config_dict
 
 from mimex_jax.envs import manipulation
+from mimex_jax.intrinsic import config as intrinsic_config
 
 _TASKS = {
     "cartpole_balance_sparse": "CartpoleBalanceSparse",
@@ -51,6 +52,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   if arg not in VARIANTS:
     raise ValueError(f"unknown variant {arg!r} of configs/ppo.py; choose one of {VARIANTS}")
   config = config_dict.ConfigDict()
+  config.agent = "ppo"  # the learner: ppo (this file) | drq (configs/drq.py)
 
   config.env = config_dict.ConfigDict()
   config.env.name = _TASKS.get(arg, "CartpoleBalanceSparse")
@@ -92,40 +94,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.value_hidden_sizes = (64, 64)
   config.ppo.activation = "elu"
 
-  config.intrinsic = config_dict.ConfigDict()
-  config.intrinsic.kind = "mimex"  # mimex | rnd | icm | none
-  config.intrinsic.k_expl = 0.05  # total reward = r_ext + k_expl * r_int (reference 0.05)
-  config.intrinsic.anneal = False  # decay k_expl linearly to 0 over training
-  config.intrinsic.normalize = False  # divide r_int by a running std of intrinsic returns
-  config.intrinsic.return_discount = 0.99  # discount of those returns (non-episodic, as RND)
-  config.intrinsic.seq_len = 5  # T, the exploration length
-  # What MIMEx hides: random (positions, the paper's default) | elementwise (entries of [T, D])
-  # | last (the future given the past) | block (a contiguous span at a random offset)
-  config.intrinsic.mask = "random"
-  config.intrinsic.mask_ratio = 0.7  # keeps int(T * (1 - mask_ratio)) positions
-  config.intrinsic.n_mask = 1  # independent maskings averaged per sequence
-  config.intrinsic.learning_rate = 1e-4
-  config.intrinsic.embedding = "obs"  # obs (normalized observation) | random_projection
-  config.intrinsic.embedding_dim = 64  # width of the random projection
-  config.intrinsic.norm_loss = False
-  config.intrinsic.use_cls = True
-  # Transformer sizes: the reference is 128 wide with 4 encoder blocks; on 2 CPU cores that alone
-  # costs more than the environment, so the CPU default is 64 wide with 2 blocks.
-  config.intrinsic.embed_dim = 64
-  config.intrinsic.depth = 2
-  config.intrinsic.num_heads = 4
-  config.intrinsic.decoder_embed_dim = 64
-  config.intrinsic.decoder_depth = 1
-  config.intrinsic.decoder_num_heads = 2
-  # Baselines, sized as the MIMEx reference.
-  config.intrinsic.rnd = config_dict.ConfigDict()
-  config.intrinsic.rnd.hidden_sizes = (256, 256)  # target and predictor MLPs
-  config.intrinsic.rnd.output_size = 288
-  config.intrinsic.rnd.learning_rate = 1e-3
-  config.intrinsic.icm = config_dict.ConfigDict()
-  config.intrinsic.icm.feature_size = 288  # linear encoder, trained by the inverse model
-  config.intrinsic.icm.hidden_size = 256  # inverse and forward models
-  config.intrinsic.icm.learning_rate = 1e-3
+  config.intrinsic = intrinsic_config.default_config()
 
   if arg == "cartpole_swingup_sparse":
     config.total_steps = 20_000_000

@@ -127,8 +127,8 @@ class Checkpointer:
            eval_metrics: Optional[Dict[str, float]] = None) -> None:
     """Saves the pmapped `state` after `update` updates; refuses a state with NaN or inf."""
     host_state = jax.device_get(state)
-    bad = first_non_finite((host_state.params, host_state.opt_state, host_state.normalizer,
-                            host_state.intrinsic), "state")
+    learned = ("params", "opt_state", "normalizer", "intrinsic")  # not env states or replay
+    bad = first_non_finite(tuple(getattr(host_state, f, None) for f in learned), "state")
     if bad is not None:
       raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
     meta = {**meta, "update": int(update), "eval": eval_metrics,

@@ -26,7 +26,7 @@ class LoadedRun:
   fused: Any  # the FusedStep that trained it (for its policy and normalizer)
   update: int  # updates done when the checkpoint was saved
   env_steps: int
-  policy_args: Any  # (PPO params, normalizer state) of one device
+  policy_args: Any  # one device's `fused.POLICY_FIELDS` of the train state
   path: str
 
   def act(self, obs: jax.Array) -> jax.Array:
@@ -74,14 +74,15 @@ def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRu
   # Only the policy's parts are read, so a run saved on 8 devices loads on 1.
   key = jax.random.PRNGKey(0)
   abstract = jax.eval_shape(fused.init, key, key)
+  fields = fused.POLICY_FIELDS
   item = jax.tree.map(lambda s: np.zeros((meta["num_devices"], num_seeds) + s.shape, s.dtype),
-                      {"params": abstract.params, "normalizer": abstract.normalizer})
+                      {f: getattr(abstract, f) for f in fields})
   restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore(
           item=item, partial_restore=True,
           restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
   ))["state"]
-  policy_args = jax.tree.map(lambda x: x[0, seed], (restored["params"], restored["normalizer"]))
+  policy_args = jax.tree.map(lambda x: x[0, seed], tuple(restored[f] for f in fields))
   return LoadedRun(config=config, env=env, fused=fused, update=update,
                    env_steps=update * steps_per_update, policy_args=policy_args,
                    path=os.path.join(checkpointer.directory, str(update)))

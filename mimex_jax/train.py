@@ -33,7 +33,10 @@ def enable_compilation_cache() -> None:
 
 
 def build(config: Any):
-  """Env, learner, intrinsic reward and fused step for `config` (validated already)."""
+  """`(env, fused, steps_per_update, total_updates)` for `config` (validated already): the env
+  that evaluation runs on, and the fused step of the learner `config.agent` names."""
+  if config.get("agent", "ppo") == "drq":
+    return _build_drq(config)
   import jax
   from mimex_jax import envs, intrinsic, parallel
   from mimex_jax.agents.ppo import PPO
@@ -53,6 +56,56 @@ def build(config: Any):
                     normalize_intrinsic=config.intrinsic.normalize,
                     intrinsic_discount=config.intrinsic.return_discount)
   return env, fused, steps_per_update, total_updates
+
+
+def _make_env(config: Any, num_worlds: int):
+  """The task with the config's observations; `num_worlds` sizes the warp renderer's batch."""
+  from mimex_jax import envs
+  from mimex_jax.envs.pixels import PixelSpec
+  pixels = None
+  if config.env.obs_type == "pixels":
+    block = config.env.pixels
+    pixels = PixelSpec(backend=block.backend, height=block.height, width=block.width,
+                       grayscale=block.grayscale, frame_stack=block.frame_stack,
+                       camera=block.camera)
+  return envs.make(config.env.name, episode_length=config.env.episode_length,
+                   action_repeat=config.env.action_repeat, obs_type=config.env.obs_type,
+                   pixels=pixels, num_worlds=num_worlds if pixels else None)
+
+
+def _build_drq(config: Any):
+  import jax
+  from mimex_jax import envs, intrinsic, parallel
+  from mimex_jax.agents.drq import DrQ, DrQFusedStep, ReplayBuffer
+
+  num_devices = jax.device_count()
+  envs_per_device = config.num_envs // num_devices
+  env = _make_env(config, envs_per_device)
+  # The warp renderer draws a fixed number of worlds: evaluation gets its own.
+  eval_env = (_make_env(config, config.eval_episodes)
+              if config.env.obs_type == "pixels" and config.env.pixels.backend == "warp" else env)
+  vector_env = envs.VectorEnv(env, envs_per_device, stagger=True)
+  steps_per_update = config.num_envs * config.env_steps * config.env.action_repeat
+  total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
+  drq = DrQ(env.observation_shape, env.action_size, config.drq, parallel.AXIS)
+  feature_size = (config.drq.feature_dim if config.drq.intrinsic_features == "trunk"
+                  else drq.feature_size)
+  bonus = intrinsic.make(config.intrinsic, feature_size, env.action_size, parallel.AXIS)
+  frame_stack = config.env.pixels.frame_stack if config.env.obs_type == "pixels" else 1
+  buffer = ReplayBuffer(
+      config.replay.capacity // num_devices, envs_per_device, env.observation_shape,
+      drq.obs_dtype, env.action_size, frame_stack=frame_stack, n_step=config.drq.n_step,
+      discount=config.drq.discount,
+      seq_len=config.intrinsic.seq_len if config.intrinsic.kind == "mimex" else 1)
+  fused = DrQFusedStep(
+      vector_env, drq, buffer, bonus, env_steps=config.env_steps,
+      updates=config.updates_per_step, batch_size=config.drq.batch_size // num_devices,
+      frames_per_update=steps_per_update, random_frames=config.drq.random_frames,
+      learning_starts=config.drq.learning_starts, std_initial=config.drq.std_initial,
+      std_final=config.drq.std_final, std_duration=config.drq.std_duration,
+      k_expl=config.intrinsic.k_expl, anneal_k_expl=config.intrinsic.anneal,
+      total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features)
+  return eval_env, fused, steps_per_update, total_updates
 
 
 def _host_metrics(device_metrics) -> Dict[str, list]:
@@ -176,7 +229,7 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
   def evaluate(state, update):
     """`{name: [value per seed]}` of deterministic episodes."""
-    policy_args = parallel.unreplicate((state.params, state.normalizer))
+    policy_args = parallel.unreplicate(tuple(getattr(state, f) for f in fused.POLICY_FIELDS))
     keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 2), update))(seed_keys)
     return {k: [float(x) for x in v] for k, v in jax.device_get(evaluator(policy_args,
                                                                           keys)).items()}
@@ -245,7 +298,8 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
     return {**last, "step": start * steps_per_update, "already_trained": True}
   if is_main:
     last["plot"] = metrics_lib.plot_learning_curve(
-        workdir, f"{config.env.name}, PPO + {config.intrinsic.kind}")
+        workdir, f"{config.env.name}, {config.get('agent', 'ppo').upper()} + "
+        f"{config.intrinsic.kind}")
   return last
 
 

@@ -38,6 +38,8 @@ class FusedStep:
   annealing of the intrinsic weight.
   """
 
+  POLICY_FIELDS = ("params", "normalizer")  # what `deterministic_policy` needs of a state
+
   def __init__(self, env: VectorEnv, ppo: PPO, intrinsic: IntrinsicReward, unroll_length: int,
                reward_scale: float, k_expl: float, anneal_k_expl: bool, total_updates: int,
                normalize_intrinsic: bool = False, intrinsic_discount: float = 0.99,

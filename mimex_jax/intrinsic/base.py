@@ -8,17 +8,20 @@
 trains on, with the parameters from before the step.
 """
 
-from typing import Any, Dict, NamedTuple, Protocol, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Protocol, Tuple
 
 import jax
 
 
 class IntrinsicBatch(NamedTuple):
-  """One rollout, time-major `[T, B, ...]`; observations already normalized."""
+  """One rollout, time-major `[T, B, ...]`; observations already normalized (or embedded)."""
   obs: jax.Array  # [T, B, D] observation the action was taken in
   action: jax.Array  # [T, B, A]
   next_obs: jax.Array  # [T, B, D] observation the action led to (before any automatic reset)
   done: jax.Array  # [T, B] 1.0 where the episode ended with this step
+  # [T, B, L, D] the L observations ending at next_obs, zeros before the episode's start, when
+  # the caller has them already (DrQ's replay buffer); None: built from the rollout itself.
+  context: Optional[jax.Array] = None
 
 
 class IntrinsicReward(Protocol):

@@ -156,8 +156,12 @@ class Mimex:
     return state.replace(params=params, opt_state=opt_state), losses, loss
 
   def _windows(self, state: MimexState, batch: IntrinsicBatch):
-    windows, _, history, history_done = trailing_windows(
-        state.history, state.history_done, batch.next_obs, batch.done)
+    """Sequences `[T * B, L, E]` and the history to carry into the next rollout."""
+    if batch.context is not None:  # sampled from a replay buffer: no rollout history to keep
+      windows, history, history_done = batch.context, state.history, state.history_done
+    else:
+      windows, _, history, history_done = trailing_windows(
+          state.history, state.history_done, batch.next_obs, batch.done)
     steps, envs = batch.done.shape
     sequences = self.embed(state, windows).reshape(steps * envs, self.seq_len, -1)
     return sequences, history, history_done

@@ -1,0 +1,153 @@
+r"""DrQ-v2 (+ MIMEx) from pixels, with the replay buffer on the device.
+
+Run (the paper's DMC setting on CartpoleSwingupSparse; sized for a GPU):
+
+  python -m mimex_jax.train --config=configs/drq.py:cartpole_swingup_sparse --workdir=runs/drq_cs
+
+Variants (`--config=configs/drq.py:<variant>`):
+
+  cartpole_swingup_sparse  pixels 84x84x(3 frames), action repeat 2, 500-step episodes; the
+                           paper's hard-exploration DMC task (3.1M frames in the reference)
+  acrobot_swingup          DM Control's acrobot swing-up (its smooth reward), pixels
+  finger_turn_hard         pixels, the paper's finger task
+  reach_sparse             our arm's sparse reach, from the `front` camera
+  cartpole_balance_state   states, dense reward: DrQ without pixels, a quick check that the
+                           learner learns (about 2 minutes on a 2-core CPU)
+  smoke                    tiny pixels and networks: a few seconds of everything, for tests
+
+Hyperparameters are the MIMEx reference's DrQ-v2 settings (../shared/reference/MIMEX.md): batch
+1024, lr 1e-4, feature dim 50, hidden 1024, tau 0.01, n-step 1, std 1.0 -> 0.1 over 500k frames
+clipped at 0.3, 4000 random frames, pad-4 shifts, one update per 2 env steps. Frames count env
+steps times action repeat, summed over envs. Override anything: `--config.intrinsic.kind=none`.
+"""
+
+from ml_collections import config_dict
+
+from mimex_jax.intrinsic import config as intrinsic_config
+
+_TASKS = {
+    "cartpole_swingup_sparse": "CartpoleSwingupSparse",
+    "acrobot_swingup": "AcrobotSwingup",
+    "finger_turn_hard": "FingerTurnHard",
+    "reach_sparse": "ReachSparse",
+    "cartpole_balance_state": "CartpoleBalance",
+    "smoke": "CartpoleSwingupSparse",
+}
+VARIANTS = tuple(_TASKS)
+
+
+def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
+  arg = arg or "cartpole_swingup_sparse"
+  if arg not in VARIANTS:
+    raise ValueError(f"unknown variant {arg!r} of configs/drq.py; choose one of {VARIANTS}")
+  config = config_dict.ConfigDict()
+  config.agent = "drq"  # the learner: drq (this file) | ppo (configs/ppo.py)
+
+  config.env = config_dict.ConfigDict()
+  config.env.name = _TASKS[arg]
+  config.env.episode_length = 500  # agent steps (DM Control's 1000 at action repeat 2)
+  config.env.action_repeat = 2
+  config.env.obs_type = "pixels"  # pixels | state
+  config.env.pixels = config_dict.ConfigDict()
+  config.env.pixels.backend = "jax"  # jax (ray camera, any device) | warp (MuJoCo Warp)
+  config.env.pixels.height = 84
+  config.env.pixels.width = 84
+  config.env.pixels.grayscale = False
+  config.env.pixels.frame_stack = 3
+  config.env.pixels.camera = "0"  # camera name or index
+
+  config.seed = 0
+  config.num_seeds = 1  # seeds trained side by side in one program (vmap)
+  config.num_envs = 32  # over all devices; must divide evenly among them
+  config.env_steps = 2  # env steps per env per update
+  config.updates_per_step = 32  # learner updates per update: 64 transitions -> 1 per 2 steps
+  config.total_steps = 3_100_000  # env frames = updates * num_envs * env_steps * action_repeat
+  config.log_every = 50  # updates between log lines
+  config.eval_every = 500  # updates between deterministic evaluations (0: only at the end)
+  config.eval_episodes = 8
+
+  config.checkpoint = config_dict.ConfigDict()
+  config.checkpoint.every = 500  # updates; a checkpoint holds the replay buffer too
+  config.checkpoint.max_to_keep = 2
+  config.checkpoint.keep_best = True
+  config.checkpoint.async_save = True
+
+  config.replay = config_dict.ConfigDict()
+  config.replay.capacity = 1_000_000  # transitions over all devices (reference 1M)
+
+  config.drq = config_dict.ConfigDict()
+  config.drq.batch_size = 1024  # over all devices (reference 1024)
+  config.drq.learning_rate = 1e-4
+  config.drq.feature_dim = 50  # trunk width of actor and critic
+  config.drq.hidden_dim = 1024
+  config.drq.num_filters = 32  # conv encoder
+  config.drq.num_conv_layers = 4
+  config.drq.discount = 0.99
+  config.drq.n_step = 1  # reference 1 (DrQ-v2's own default is 3)
+  config.drq.tau = 0.01  # Polyak rate of the target critic
+  config.drq.std_initial = 1.0  # exploration std, linear over std_duration frames
+  config.drq.std_final = 0.1
+  config.drq.std_duration = 500_000
+  config.drq.std_clip = 0.3  # noise clip of target and actor-update actions
+  config.drq.aug_pad = 4  # random shifts of up to this many pixels (0: off)
+  config.drq.random_frames = 4000  # uniformly random actions before this many frames
+  config.drq.learning_starts = 4000  # frames before the first update
+  # What the bonus sees of an observation: encoder (the conv features, detached, the
+  # reference's default) | trunk (the actor's feature_dim-wide trunk output)
+  config.drq.intrinsic_features = "encoder"
+
+  config.intrinsic = intrinsic_config.default_config()
+  # The reference's MIMEx on DMC: exploration length 5, mask ratio 0.7, 128-wide, 4 blocks.
+  config.intrinsic.embed_dim = 128
+  config.intrinsic.depth = 4
+
+  if arg == "reach_sparse":
+    config.env.episode_length = 100
+    config.env.action_repeat = 1
+    config.env.pixels.camera = "front"
+    config.total_steps = 2_000_000
+  if arg == "cartpole_balance_state":
+    config.env.obs_type = "state"
+    config.env.episode_length = 250
+    config.num_envs = 16
+    config.env_steps = 2
+    config.updates_per_step = 8
+    config.total_steps = 60_000
+    config.log_every = 20
+    config.eval_every = 100
+    config.checkpoint.every = 100
+    config.replay.capacity = 100_000
+    config.drq.batch_size = 256
+    config.drq.hidden_dim = 256
+    config.drq.n_step = 3
+    config.drq.std_duration = 30_000
+    config.drq.random_frames = 2000
+    config.drq.learning_starts = 2000
+    config.intrinsic.kind = "none"
+    config.intrinsic.embed_dim = 32
+    config.intrinsic.depth = 1
+  if arg == "smoke":
+    config.env.episode_length = 20
+    config.env.pixels.height = 24
+    config.env.pixels.width = 24
+    config.num_envs = 4
+    config.env_steps = 2
+    config.updates_per_step = 2
+    config.total_steps = 4 * 2 * 2 * 12
+    config.log_every = 2
+    config.eval_every = 6
+    config.eval_episodes = 2
+    config.checkpoint.every = 6
+    config.replay.capacity = 400
+    config.drq.batch_size = 8
+    config.drq.feature_dim = 8
+    config.drq.hidden_dim = 16
+    config.drq.num_filters = 4
+    config.drq.std_duration = 100
+    config.drq.random_frames = 32
+    config.drq.learning_starts = 32
+    config.intrinsic.embed_dim = 16
+    config.intrinsic.depth = 1
+    config.intrinsic.num_heads = 2
+    config.intrinsic.decoder_embed_dim = 16
+  return config

@@ -1,0 +1,179 @@
+"""DrQ-v2's fused update: `k` env steps of every env -> insert into the on-device replay buffer ->
+`m` updates, each (sample, intrinsic reward and intrinsic model step on the sampled sequences,
+critic, actor, target), all in ONE pure function `(train_state, key) -> (train_state, metrics)`
+that runs under `pmap`. Each device keeps its own envs and its own buffer shard; gradients are
+averaged across devices, so parameters stay identical everywhere.
+"""
+
+from typing import Any, Dict, Tuple
+
+from flax import struct
+import jax
+import jax.numpy as jnp
+
+from mimex_jax import parallel
+from mimex_jax.agents.drq.learner import DrQ, DrQBatch, DrQOptState, DrQParams, exploration_std
+from mimex_jax.agents.drq.replay import ReplayBuffer, ReplayState, Sample
+from mimex_jax.envs import EnvState, VectorEnv
+from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward
+from mimex_jax.rollout import unroll
+
+FEATURES = ("encoder", "trunk")  # what the bonus sees of an observation
+
+
+@struct.dataclass
+class DrQTrainState:
+  """Everything one device needs to continue training (leading device axis once pmapped)."""
+  update_step: jax.Array
+  params: DrQParams
+  opt_state: DrQOptState
+  intrinsic: Any
+  replay: ReplayState
+  env_state: EnvState
+
+
+class DrQFusedStep:
+  """`num_envs` of `env` and `batch_size` are per device. Frame counts (`random_frames`,
+  `learning_starts`, `std_duration`) are env frames over all devices, action repeats included,
+  as DrQ-v2 counts them."""
+
+  POLICY_FIELDS = ("params",)  # what `deterministic_policy` needs of a train state
+
+  def __init__(self, env: VectorEnv, drq: DrQ, buffer: ReplayBuffer, intrinsic: IntrinsicReward,
+               env_steps: int, updates: int, batch_size: int, frames_per_update: int,
+               random_frames: int, learning_starts: int, std_initial: float, std_final: float,
+               std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
+               intrinsic_features: str = "encoder", axis_name: str = parallel.AXIS):
+    if intrinsic_features not in FEATURES:
+      raise ValueError(f"intrinsic_features must be one of {FEATURES}, got "
+                       f"{intrinsic_features!r}")
+    self.env = env
+    self.drq = drq
+    self.buffer = buffer
+    self.intrinsic = intrinsic
+    self.env_steps = env_steps
+    self.updates = updates
+    self.batch_size = batch_size
+    self.frames_per_update = frames_per_update
+    self.random_frames = random_frames
+    self.learning_starts = learning_starts
+    self.std_schedule = (std_initial, std_final, std_duration)
+    self.k_expl = k_expl
+    self.anneal_k_expl = anneal_k_expl
+    self.total_updates = total_updates
+    self.intrinsic_features = intrinsic_features
+    self.axis_name = axis_name
+
+  def init(self, shared_key: jax.Array, device_key: jax.Array) -> DrQTrainState:
+    """Parameters from `shared_key` (identical on all devices), envs from `device_key`."""
+    drq_key, intrinsic_key = jax.random.split(shared_key)
+    params, opt_state = self.drq.init(drq_key)
+    return DrQTrainState(update_step=jnp.zeros((), jnp.int32), params=params,
+                         opt_state=opt_state,
+                         intrinsic=self.intrinsic.init(intrinsic_key, 0),  # no rollout history
+                         replay=self.buffer.init(), env_state=self.env.reset(device_key))
+
+  def deterministic_policy(self, policy_args: Tuple[DrQParams], obs: jax.Array) -> jax.Array:
+    """The actor's mean action for raw observations; `policy_args` is `(params,)`."""
+    (params,) = policy_args
+    return self.drq.deterministic_action(params, obs)
+
+  def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
+    if not self.anneal_k_expl:
+      return jnp.asarray(self.k_expl, jnp.float32)
+    progress = update_step.astype(jnp.float32) / self.total_updates
+    return self.k_expl * jnp.clip(1.0 - progress, 0.0, 1.0)
+
+  def _embed(self, params: DrQParams, obs: jax.Array) -> jax.Array:
+    """What the bonus sees of observations `[N, ...]`: detached features `[N, F]`."""
+    if self.intrinsic_features == "trunk":
+      features = self.drq.actor_features(params, obs)
+    else:
+      features = self.drq.features(params, obs)
+    return jax.lax.stop_gradient(features)
+
+  def _bonus(self, params: DrQParams, intrinsic_state: Any, sample: Sample, key: jax.Array):
+    """Intrinsic reward `[N]` of the sampled transitions and one step of the bonus's model on
+    them (the same modules PPO uses, fed sampled sequences instead of a rollout)."""
+    num, length = sample.context_valid.shape
+    context = self._embed(params, sample.context.reshape((num * length,) +
+                                                         sample.context.shape[2:]))
+    context = context.reshape(num, length, -1) * sample.context_valid[..., None]
+    batch = IntrinsicBatch(
+        obs=self._embed(params, sample.obs)[None], action=sample.action[None],
+        next_obs=context[None, :, -1], done=jnp.zeros((1, num)), context=context[None])
+    intrinsic_state, reward, metrics = self.intrinsic.update(intrinsic_state, batch, key)
+    return intrinsic_state, reward[0], metrics
+
+  def _learn(self, state: DrQTrainState, replay: ReplayState, key: jax.Array, std: jax.Array):
+    """`updates` learner steps on samples of this device's buffer."""
+    weight = self.intrinsic_weight(state.update_step)
+
+    def one_update(carry, update_key):
+      params, opt_state, intrinsic_state = carry
+      sample_key, bonus_key, learner_key = jax.random.split(update_key, 3)
+      sample = self.buffer.sample(replay, sample_key, self.batch_size)
+      intrinsic_state, bonus, bonus_metrics = self._bonus(params, intrinsic_state, sample,
+                                                          bonus_key)
+      batch = DrQBatch(obs=sample.obs, action=sample.action,
+                       reward=sample.reward + weight * bonus, discount=sample.discount,
+                       bootstrap_obs=sample.bootstrap_obs, valid=sample.valid)
+      params, opt_state, metrics = self.drq.update(params, opt_state, batch, learner_key, std)
+      metrics = {**metrics, **bonus_metrics, "intrinsic_reward": bonus.mean(),
+                 "sampled_valid": sample.valid.mean()}
+      return (params, opt_state, intrinsic_state), metrics
+
+    carry = (state.params, state.opt_state, state.intrinsic)
+    carry, metrics = jax.lax.scan(one_update, carry, jax.random.split(key, self.updates))
+    return carry, jax.tree.map(jnp.mean, metrics)
+
+  def __call__(self, state: DrQTrainState,
+               key: jax.Array) -> Tuple[DrQTrainState, Dict[str, Any]]:
+    # Keys depend only on (seed, update step, device), so a resumed run draws the same numbers.
+    key = jax.random.fold_in(jax.random.fold_in(key, state.update_step),
+                             jax.lax.axis_index(self.axis_name))
+    rollout_key, learn_key = jax.random.split(key)
+    frames = state.update_step * self.frames_per_update
+    std = exploration_std(frames, *self.std_schedule)
+    uniform_phase = frames < self.random_frames
+
+    def policy(obs, step_key):
+      act_key, uniform_key = jax.random.split(step_key)
+      action = self.drq.act(state.params, obs, act_key, std)
+      uniform = jax.random.uniform(uniform_key, action.shape, minval=-1.0, maxval=1.0)
+      return jnp.where(uniform_phase, uniform, action), jnp.zeros(obs.shape[0])
+
+    env_state, rollout = unroll(self.env, state.env_state, policy, rollout_key, self.env_steps)
+
+    def insert(replay, step):
+      obs, action, reward, terminated, done = step
+      return self.buffer.insert(replay, obs, jnp.clip(action, -1.0, 1.0), reward, terminated,
+                                done - terminated), None
+
+    replay, _ = jax.lax.scan(insert, state.replay, (rollout.obs, rollout.action, rollout.reward,
+                                                    rollout.terminated, rollout.done))
+
+    ready = self.buffer.can_sample(replay) & (frames >= self.learning_starts)
+    learn = lambda: self._learn(state, replay, learn_key, std)  # noqa: E731
+    skipped = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(learn))
+    skipped = ((state.params, state.opt_state, state.intrinsic), skipped[1])
+    (params, opt_state, intrinsic_state), learner_metrics = jax.lax.cond(
+        ready, learn, lambda: skipped)
+
+    new_state = DrQTrainState(update_step=state.update_step + 1, params=params,
+                              opt_state=opt_state, intrinsic=intrinsic_state, replay=replay,
+                              env_state=env_state)
+    done = rollout.done
+    sums = {  # summed over devices; the host turns them into per-episode means
+        "episodes": done.sum(),
+        "episode_return_sum": (done * rollout.episode_return).sum(),
+        "episode_length_sum": (done * rollout.episode_length).sum(),
+        "success_sum": (done * rollout.episode_success).sum(),
+        "replay_transitions": replay.count * self.buffer.num_envs,
+    }
+    means = {**learner_metrics, "learning": ready.astype(jnp.float32),
+             "intrinsic_weight": self.intrinsic_weight(state.update_step),
+             "extrinsic_reward": rollout.reward.mean()}
+    metrics = {**parallel.sum_across_devices(sums, self.axis_name),
+               **parallel.mean_across_devices(means, self.axis_name)}
+    return new_state, metrics

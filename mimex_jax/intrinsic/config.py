@@ -1,0 +1,42 @@
+"""The `intrinsic` config block shared by every learner's config file (configs/ppo.py,
+configs/drq.py): one set of keys, read by `mimex_jax.intrinsic.make`."""
+
+from ml_collections import config_dict
+
+
+def default_config() -> config_dict.ConfigDict:
+  block = config_dict.ConfigDict()
+  block.kind = "mimex"  # mimex | rnd | icm | none
+  block.k_expl = 0.05  # total reward = r_ext + k_expl * r_int (reference 0.05)
+  block.anneal = False  # decay k_expl linearly to 0 over training
+  block.normalize = False  # divide r_int by a running std of intrinsic returns
+  block.return_discount = 0.99  # discount of those returns (non-episodic, as RND)
+  block.seq_len = 5  # T, the exploration length
+  # What MIMEx hides: random (positions, the paper's default) | elementwise (entries of [T, D])
+  # | last (the future given the past) | block (a contiguous span at a random offset)
+  block.mask = "random"
+  block.mask_ratio = 0.7  # keeps int(T * (1 - mask_ratio)) positions
+  block.n_mask = 1  # independent maskings averaged per sequence
+  block.learning_rate = 1e-4
+  block.embedding = "obs"  # obs (normalized observation) | random_projection
+  block.embedding_dim = 64  # width of the random projection
+  block.norm_loss = False
+  block.use_cls = True
+  # Transformer sizes: the reference is 128 wide with 4 encoder blocks; on 2 CPU cores that alone
+  # costs more than the environment, so the CPU default is 64 wide with 2 blocks.
+  block.embed_dim = 64
+  block.depth = 2
+  block.num_heads = 4
+  block.decoder_embed_dim = 64
+  block.decoder_depth = 1
+  block.decoder_num_heads = 2
+  # Baselines, sized as the MIMEx reference.
+  block.rnd = config_dict.ConfigDict()
+  block.rnd.hidden_sizes = (256, 256)  # target and predictor MLPs
+  block.rnd.output_size = 288
+  block.rnd.learning_rate = 1e-3
+  block.icm = config_dict.ConfigDict()
+  block.icm.feature_size = 288  # linear encoder, trained by the inverse model
+  block.icm.hidden_size = 256  # inverse and forward models
+  block.icm.learning_rate = 1e-3
+  return block
