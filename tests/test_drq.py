@@ -1,0 +1,204 @@
+"""DrQ-v2: augmentation bounds, the bonus fed replayed sequences, the fused step on two devices,
+learning from states, and a pixel run end to end through the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ENV
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mimex_jax import parallel
+from mimex_jax.agents.drq import random_shift
+from mimex_jax.evaluate import make_evaluator
+from mimex_jax.intrinsic import IntrinsicBatch, Mimex
+from mimex_jax.intrinsic.sequences import trailing_windows
+from mimex_jax.train import build
+
+
+@pytest.fixture(scope="module")
+def drq_configs(repo_root):
+  sys.path.insert(0, repo_root)
+  from configs import drq
+  return drq
+
+
+def test_random_shift_moves_each_image_by_at_most_the_pad():
+  image = np.zeros((20, 20, 1), np.uint8)
+  image[10, 10] = 255
+  images = jnp.asarray(np.repeat(image[None], 400, axis=0))
+  shifted = np.asarray(random_shift(jax.random.PRNGKey(0), images, pad=4))
+  assert shifted.shape == images.shape and shifted.dtype == np.uint8
+  shifts = []
+  for out in shifted:
+    (y,), (x,), _ = np.nonzero(out)
+    dy, dx = y - 10, x - 10
+    assert abs(dy) <= 4 and abs(dx) <= 4
+    np.testing.assert_array_equal(out, np.roll(image, (dy, dx), axis=(0, 1)))
+    shifts.append((dy, dx))
+  dys, dxs = zip(*shifts)
+  assert {min(dys), max(dys), min(dxs), max(dxs)} == {-4, 4}  # the whole range is used
+  assert len(set(shifts)) > 40  # of the 81 possible shifts
+  np.testing.assert_array_equal(random_shift(jax.random.PRNGKey(0), images, pad=0), images)
+
+
+def test_mimex_scores_given_contexts_as_it_scores_rollout_windows():
+  """DrQ hands MIMEx sequences sampled from the buffer; the same sequences built from a rollout
+  get the same reward and the same model step."""
+  steps, envs, size = 6, 4, 3
+  mimex = Mimex(obs_size=size, seq_len=3, mask_ratio=0.5,
+                model_kwargs=dict(embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8))
+  state = mimex.init(jax.random.PRNGKey(0), envs)
+  next_obs = jax.random.normal(jax.random.PRNGKey(1), (steps, envs, size))
+  done = (jax.random.uniform(jax.random.PRNGKey(2), (steps, envs)) < 0.3).astype(jnp.float32)
+  windows, _, _, _ = trailing_windows(state.history, state.history_done, next_obs, done)
+  zeros = jnp.zeros((steps, envs, 1))
+  key = jax.random.PRNGKey(3)
+  from_rollout = mimex.update(state, IntrinsicBatch(next_obs, zeros, next_obs, done), key)
+  from_context = mimex.update(state, IntrinsicBatch(next_obs, zeros, next_obs, done,
+                                                    context=windows), key)
+  np.testing.assert_allclose(from_rollout[1], from_context[1], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(from_rollout[0].params), jax.tree.leaves(from_context[0].params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  # The sampled path leaves the rollout history alone.
+  np.testing.assert_array_equal(from_context[0].history, state.history)
+
+
+def _state_config(drq_configs):
+  config = drq_configs.get_config("cartpole_balance_state")
+  config.num_envs = 8
+  config.updates_per_step = 2
+  config.replay.capacity = 2000
+  config.drq.batch_size = 32
+  config.drq.hidden_dim = 32
+  config.drq.feature_dim = 16
+  config.drq.random_frames = 64
+  config.drq.learning_starts = 64
+  config.intrinsic.kind = "mimex"
+  config.intrinsic.embed_dim = 16
+  config.intrinsic.num_heads = 2
+  config.intrinsic.decoder_embed_dim = 16
+  return config
+
+
+def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs):
+  assert jax.local_device_count() == 2, "conftest forces two CPU devices"
+  _, fused, frames_per_update, _ = build(_state_config(drq_configs))
+  traces = []
+
+  def counted(state, key):
+    traces.append(1)  # runs only while tracing
+    return fused(state, key)
+
+  key = jax.random.PRNGKey(0)
+  state = parallel.pmap_init(fused.init, key)
+  initial = jax.tree.map(np.asarray, state.params)
+  step = parallel.pmap_step(counted)
+  keys = jnp.stack([key] * 2)
+  learning = []
+  for _ in range(8):  # 32 frames per update: learning starts at the third
+    state, metrics = step(state, keys)
+    learning.append(float(metrics["learning"][0]))
+  jax.block_until_ready(state)
+  assert len(traces) == 1, f"the fused step was traced {len(traces)} times"
+  assert learning[:2] == [0.0, 0.0] and learning[-1] == 1.0
+
+  for name, tree in (("drq", state.params), ("mimex", state.intrinsic.params),
+                     ("optimizer", state.opt_state)):
+    for leaf in jax.tree.leaves(tree):
+      leaf = np.asarray(leaf)
+      np.testing.assert_array_equal(leaf[0], leaf[1], err_msg=f"{name} differs across devices")
+  for part in ("encoder", "actor", "critic", "target_critic"):
+    before, after = initial.__getattribute__(part), getattr(state.params, part)
+    moved = [np.abs(np.asarray(a) - b).max() for a, b in zip(jax.tree.leaves(after),
+                                                              jax.tree.leaves(before))]
+    assert part == "encoder" or max(moved) > 0, f"{part} did not train"  # no encoder on states
+  # Each device keeps its own envs and its own buffer shard.
+  assert not np.array_equal(np.asarray(state.replay.frames[0]), np.asarray(state.replay.frames[1]))
+  assert int(metrics["replay_transitions"][0]) == 8 * 2 * 8
+  assert np.isfinite(np.asarray(metrics["critic_loss"])).all()
+  assert float(metrics["intrinsic_reward"][0]) > 0
+
+
+def test_short_run_from_states_improves_return_on_dense_cartpole_balance(drq_configs):
+  config = _state_config(drq_configs)
+  config.intrinsic.kind = "none"
+  config.num_envs = 16
+  config.updates_per_step = 8
+  config.drq.batch_size = 128
+  config.drq.hidden_dim = 128
+  config.drq.feature_dim = 32
+  config.drq.random_frames = 1000
+  config.drq.learning_starts = 1000
+  config.drq.std_duration = 10_000
+  config.replay.capacity = 20_000
+  env, fused, frames_per_update, _ = build(config)
+  evaluator = jax.jit(make_evaluator(env, 16, fused.deterministic_policy))
+
+  def evaluate(state):
+    args = parallel.unreplicate((state.params,))
+    return float(evaluator(args, jax.random.PRNGKey(7))["eval_return"])
+
+  key = jax.random.PRNGKey(0)
+  state = parallel.pmap_init(fused.init, key)
+  step = parallel.pmap_step(fused)
+  keys = jnp.stack([key] * jax.local_device_count())
+  before = evaluate(state)
+  for _ in range(16_000 // frames_per_update):
+    state, _ = step(state, keys)
+  after = evaluate(state)
+  print(f"deterministic return before {before:.1f}, after {after:.1f} (of 500)")
+  assert after > before + 100, (before, after)
+
+
+def _train(repo_root, workdir, *overrides):
+  return subprocess.run(
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/drq.py:smoke",
+       f"--workdir={workdir}", *overrides],
+      cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def _restored_params(workdir, update):
+  from mimex_jax.checkpoint import Checkpointer, checkpoint_dir
+  checkpointer = Checkpointer(checkpoint_dir(workdir), read_only=True)
+  meta = checkpointer.read_meta(update)
+  import orbax.checkpoint as ocp
+  restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))["state"]
+  checkpointer.close()
+  return meta, restored
+
+
+def test_pixel_smoke_run_end_to_end_and_exact_resume(repo_root, tmp_path):
+  """DrQ + MIMEx from pixels through the CLI on 2 devices; a run stopped at update 6 and resumed
+  (replay buffer included) ends with the same parameters as one that never stopped."""
+  full = _train(repo_root, tmp_path / "full")
+  assert full.returncode == 0, full.stderr[-3000:]
+  assert "done: 192 env steps" in full.stdout
+  rows = [json.loads(line) for line in open(tmp_path / "full" / "metrics.jsonl")]
+  last = rows[-1]
+  assert last["step"] == 192 and np.isfinite(last["eval_return"])
+  assert last["learning"] == 1.0 and last["intrinsic_reward"] > 0
+  assert np.isfinite(last["critic_loss"]) and np.isfinite(last["actor_loss"])
+  assert os.path.exists(tmp_path / "full" / "learning_curve.png")
+
+  first = _train(repo_root, tmp_path / "resumed", "--config.total_steps=96")
+  assert first.returncode == 0, first.stderr[-3000:]
+  second = _train(repo_root, tmp_path / "resumed")
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "resuming from" in second.stderr
+  _, expected = _restored_params(tmp_path / "full", 12)
+  _, got = _restored_params(tmp_path / "resumed", 12)
+  for part in ("params", "intrinsic", "replay"):
+    for a, b in zip(jax.tree.leaves(expected[part]), jax.tree.leaves(got[part])):
+      np.testing.assert_array_equal(a, b, err_msg=f"{part} differs after resuming")
+
+  from mimex_jax import load_policy
+  policy = load_policy(str(tmp_path / "full"))
+  obs = jnp.zeros((3, 24, 24, 9), jnp.uint8)
+  action = np.asarray(policy(obs))
+  assert action.shape == (3, 1) and np.all(np.abs(action) <= 1)
