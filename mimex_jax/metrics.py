@@ -205,7 +205,8 @@ def plot_learning_curve(workdir: str, title: str = "") -> str:
           if seed_points:  # each seed thin, in the colour of its mean
             ax.plot(*np.array(seed_points).T, "-", color=line.get_color(), alpha=0.3,
                     linewidth=0.8)
-    if train_key == "intrinsic_reward" and ax.lines:
+    positive = [r[train_key] for r in records if (r.get(train_key) or 0) > 0]
+    if train_key == "intrinsic_reward" and positive:  # no bonus (kind none) stays linear
       ax.set_yscale("log")  # the bonus shrinks by orders of magnitude as the model learns
     ax.set_xlabel("env steps")
     ax.set_ylabel(label)
