@@ -12,7 +12,8 @@ Variants (`--config=configs/drq.py:<variant>`):
   finger_turn_hard         pixels, the paper's finger task
   reach_sparse             our arm's sparse reach, from the `front` camera
   cartpole_balance_state   states, dense reward: DrQ without pixels, a quick check that the
-                           learner learns (about 2 minutes on a 2-core CPU)
+                           learner learns (about 4 minutes on a 2-core CPU)
+  cartpole_balance_pixels  32x32 pixels, small batch: DrQ from pixels sized for a 2-core CPU
   smoke                    tiny pixels and networks: a few seconds of everything, for tests
 
 Hyperparameters are the MIMEx reference's DrQ-v2 settings (../shared/reference/MIMEX.md): batch
@@ -31,6 +32,7 @@ _TASKS = {
     "finger_turn_hard": "FingerTurnHard",
     "reach_sparse": "ReachSparse",
     "cartpole_balance_state": "CartpoleBalance",
+    "cartpole_balance_pixels": "CartpoleBalance",
     "smoke": "CartpoleSwingupSparse",
 }
 VARIANTS = tuple(_TASKS)
@@ -126,6 +128,24 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     config.intrinsic.kind = "none"
     config.intrinsic.embed_dim = 32
     config.intrinsic.depth = 1
+  if arg == "cartpole_balance_pixels":
+    config.env.episode_length = 250
+    config.env.pixels.height = 32
+    config.env.pixels.width = 32
+    config.num_envs = 16
+    config.updates_per_step = 8
+    config.total_steps = 40_000
+    config.log_every = 20
+    config.eval_every = 100
+    config.checkpoint.every = 100
+    config.replay.capacity = 40_000
+    config.drq.batch_size = 64
+    config.drq.hidden_dim = 256
+    config.drq.n_step = 3
+    config.drq.std_duration = 20_000
+    config.drq.random_frames = 2000
+    config.drq.learning_starts = 2000
+    config.intrinsic.kind = "none"
   if arg == "smoke":
     config.env.episode_length = 20
     config.env.pixels.height = 24
