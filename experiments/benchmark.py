@@ -68,13 +68,9 @@ def raw_env(env_name, batch, unroll_length, repeats, **make_args):
   return first, batch * unroll_length / per_call
 
 
-def training(env_name, batch, kind, repeats, num_seeds=1):
-  """Env steps per second of the trainer's own fused step, over all `num_seeds` seeds."""
-  config = ppo_configs.get_config()
-  config.env.name = env_name
-  config.num_envs = batch
-  config.intrinsic.kind = kind
-  config.num_seeds = num_seeds
+def time_fused_step(config, repeats, warmup_calls=0):
+  """`(seconds of the first timed call, seconds per later call, steps_per_update)` of the
+  trainer's own fused step for `config`, after `warmup_calls` untimed calls."""
   _, fused, steps_per_update, _ = build(config)
   _, state, step, keys = seeded_training(config, fused)
   holder = {"state": state}
@@ -83,7 +79,20 @@ def training(env_name, batch, kind, repeats, num_seeds=1):
     holder["state"], metrics = step(holder["state"], keys)
     return metrics
 
+  for _ in range(warmup_calls):
+    call()
   first, per_call = _timed(call, repeats)
+  return first, per_call, steps_per_update
+
+
+def training(env_name, batch, kind, repeats, num_seeds=1):
+  """Env steps per second of the trainer's own fused step, over all `num_seeds` seeds."""
+  config = ppo_configs.get_config()
+  config.env.name = env_name
+  config.num_envs = batch
+  config.intrinsic.kind = kind
+  config.num_seeds = num_seeds
+  first, per_call, steps_per_update = time_fused_step(config, repeats)
   return first, steps_per_update * num_seeds / per_call
 
 

@@ -23,9 +23,9 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import drq as drq_configs  # noqa: E402
-from experiments.benchmark import _timed, raw_env  # noqa: E402
+from experiments.benchmark import raw_env, time_fused_step  # noqa: E402
 from mimex_jax.envs.pixels import PixelSpec  # noqa: E402
-from mimex_jax.train import build, enable_compilation_cache, seeded_training  # noqa: E402
+from mimex_jax.train import enable_compilation_cache  # noqa: E402
 
 
 def drq_config(args, backend, kind):
@@ -50,18 +50,10 @@ def drq_config(args, backend, kind):
 
 def training(config, repeats):
   """(compile seconds, frames/s, updates/s) of the trainer's fused step."""
-  _, fused, frames_per_update, _ = build(config)
-  _, state, step, keys = seeded_training(config, fused)
-  holder = {"state": state}
-
-  def call():
-    holder["state"], metrics = step(holder["state"], keys)
-    return metrics
-
   # Fill the buffer past what one sample looks back over before timing.
-  for _ in range(max(1, fused.buffer.lookback + fused.buffer.lookahead) // config.env_steps + 1):
-    call()
-  first, per_call = _timed(call, repeats)
+  lookback = config.intrinsic.seq_len + config.env.pixels.frame_stack + config.drq.n_step
+  first, per_call, frames_per_update = time_fused_step(
+      config, repeats, warmup_calls=lookback // config.env_steps + 1)
   return first, frames_per_update / per_call, config.updates_per_step / per_call
 
 
@@ -73,14 +65,14 @@ def main():
   parser.add_argument("--size", type=int, default=64, help="image height and width")
   parser.add_argument("--num_envs", type=int, default=16)
   parser.add_argument("--env_steps", type=int, default=2)
-  parser.add_argument("--updates", type=int, default=16, help="learner updates per fused step")
-  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--updates", type=int, default=8, help="learner updates per fused step")
+  parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--hidden", type=int, default=256)
   parser.add_argument("--capacity", type=int, default=20_000)
   parser.add_argument("--mimex_width", type=int, default=64)
   parser.add_argument("--mimex_depth", type=int, default=2)
   parser.add_argument("--features", default="encoder", help="encoder | trunk")
-  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--out", default="experiments/results/benchmark_drq.json")
   args = parser.parse_args()
   enable_compilation_cache()

@@ -24,8 +24,9 @@ class Transition(NamedTuple):
 
 def unroll(env: VectorEnv, env_state: EnvState,
            policy: Callable[[jax.Array, jax.Array], Tuple[jax.Array, jax.Array]],
-           key: jax.Array, length: int) -> Tuple[EnvState, Transition]:
-  """Runs `policy(obs, key) -> (action, log_prob)` for `length` steps of all envs."""
+           key: jax.Array, length: int, unroll: bool = False) -> Tuple[EnvState, Transition]:
+  """Runs `policy(obs, key) -> (action, log_prob)` for `length` steps of all envs; `unroll`
+  writes the steps out instead of looping (see `DrQFusedStep`: convolutional policies on CPU)."""
 
   def step(env_state: EnvState, step_key: jax.Array):
     action, log_prob = policy(env_state.obs, step_key)
@@ -38,4 +39,5 @@ def unroll(env: VectorEnv, env_state: EnvState,
         episode_success=next_state.completed.success)
     return next_state, transition
 
-  return jax.lax.scan(step, env_state, jax.random.split(key, length))
+  return jax.lax.scan(step, env_state, jax.random.split(key, length),
+                      unroll=length if unroll else 1)

@@ -105,7 +105,7 @@ def _build_drq(config: Any):
       std_final=config.drq.std_final, std_duration=config.drq.std_duration,
       k_expl=config.intrinsic.k_expl, anneal_k_expl=config.intrinsic.anneal,
       total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features,
-      unroll_updates=jax.default_backend() == "cpu")
+      unroll_loops=jax.default_backend() == "cpu")
   return eval_env, fused, steps_per_update, total_updates
 
 

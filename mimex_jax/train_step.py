@@ -13,6 +13,7 @@ from mimex_jax import parallel
 from mimex_jax.agents.ppo import PPO, PPOBatch, PPOParams
 from mimex_jax.envs import EnvState, VectorEnv
 from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward, normalization
+from mimex_jax.intrinsic.base import bonus_weight
 from mimex_jax.rollout import unroll
 
 OBS_CLIP = 10.0  # normalized observations beyond 10 standard deviations are outliers
@@ -78,10 +79,7 @@ class FusedStep:
     return self.ppo.deterministic_action(params, self.normalize(normalizer, obs))
 
   def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
-    if not self.anneal_k_expl:
-      return jnp.asarray(self.k_expl, jnp.float32)
-    progress = update_step.astype(jnp.float32) / self.total_updates
-    return self.k_expl * jnp.clip(1.0 - progress, 0.0, 1.0)
+    return bonus_weight(self.k_expl, self.anneal_k_expl, update_step, self.total_updates)
 
   def __call__(self, state: TrainState, key: jax.Array) -> Tuple[TrainState, Dict[str, Any]]:
     # Keys depend only on (seed, update step, device), so a resumed run draws the same numbers.

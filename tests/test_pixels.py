@@ -103,14 +103,25 @@ def test_frame_stack_restarts_with_each_episode(cartpole_pixels):
   assert (old[1] == 255).all() and not (old[2] == 255).all()
 
 
-def test_warp_backend_steps_a_batch_of_its_world_count():
-  spec = pixels.PixelSpec(backend="warp", height=32, width=32, frame_stack=2)
-  env = envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=spec, num_worlds=_WORLDS)
+@pytest.mark.parametrize("backend", ["jax", "warp"])
+def test_action_repeat_stacks_one_frame_per_agent_step(backend):
+  """With action repeat 2 the stack moves by one frame per agent step, and its newest frame
+  shows the state the repeat ended in (warp: a batch of its world count)."""
+  spec = pixels.PixelSpec(backend=backend, height=32, width=32, frame_stack=2)
+  env = envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=spec, num_worlds=_WORLDS,
+                  action_repeat=2)
   vector_env = VectorEnv(env, _WORLDS)
   state = vector_env.reset(jax.random.PRNGKey(0))
-  state = jax.jit(vector_env.step)(state, jnp.ones((_WORLDS, 1)))
-  assert state.obs.shape == (_WORLDS, 32, 32, 6) and state.obs.dtype == jnp.uint8
-  assert len(np.unique(np.asarray(state.obs))) > 3
+  stepped = jax.jit(vector_env.step)(state, jnp.ones((_WORLDS, 1)))
+  assert stepped.obs.shape == (_WORLDS, 32, 32, 6) and stepped.obs.dtype == jnp.uint8
+  assert len(np.unique(np.asarray(stepped.obs))) > 3
+  np.testing.assert_array_equal(stepped.obs[..., :3], state.obs[..., 3:])  # shifted by one
+  physics = env.backend.backend  # under the pixel wrapper
+  twice = jax.jit(jax.vmap(lambda s: physics.step(physics.step(s, jnp.ones(1)), jnp.ones(1))))(
+      state.inner.inner)
+  np.testing.assert_allclose(stepped.inner.data.qpos, twice.data.qpos, rtol=1e-5, atol=1e-6)
+  newest = jax.jit(jax.vmap(env.backend.frame))(twice.data)
+  np.testing.assert_array_equal(stepped.obs[..., 3:], newest)
 
 
 def test_bad_pixel_options_name_the_fix():

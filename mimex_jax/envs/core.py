@@ -96,19 +96,23 @@ class Env:
                     final_obs=inner.obs, episode=stats, completed=stats, key=next_key)
 
   def _repeat_step(self, inner: Any, action: jax.Array):
-    """Steps the backend `action_repeat` times, summing rewards until it reports done."""
+    """Steps the backend `action_repeat` times, summing rewards until it reports done. A backend
+    with `advance` and `observe` (pixel observations) advances each time and observes once."""
     if self.action_repeat == 1:
       inner = self.backend.step(inner, action)
       return inner, inner.reward, inner.done
+    advance = getattr(self.backend, "advance", self.backend.step)
 
     def body(carry, _):
       inner, total, done = carry
-      inner = self.backend.step(inner, action)
+      inner = advance(inner, action)
       total = total + inner.reward * (1.0 - done)
       return (inner, total, jnp.maximum(done, inner.done)), None
 
     (inner, total, done), _ = jax.lax.scan(
         body, (inner, jnp.zeros(()), jnp.zeros(())), None, length=self.action_repeat)
+    if hasattr(self.backend, "observe"):
+      inner = self.backend.observe(inner)
     return inner, total, done
 
   def step(self, state: EnvState, action: jax.Array) -> EnvState:

@@ -331,7 +331,16 @@ class PixelObservations:
     frames = jnp.repeat(self.frame(inner.data)[None], self.spec.frame_stack, axis=0)
     return PixelState(inner=inner, frames=frames, obs=_stacked(frames))
 
+  def advance(self, state: PixelState, action: jax.Array) -> PixelState:
+    """Physics only: the frames stay as they were until `observe`. `Env` advances
+    `action_repeat` times and observes once, so the stack holds one frame per agent step (as
+    DM Control's pixel wrappers do) and a frame is rendered once per agent step."""
+    return state.replace(inner=self.backend.step(state.inner, action))
+
+  def observe(self, state: PixelState) -> PixelState:
+    """Renders the current state and pushes it onto the stack."""
+    frames = jnp.concatenate([state.frames[1:], self.frame(state.inner.data)[None]], axis=0)
+    return state.replace(frames=frames, obs=_stacked(frames))
+
   def step(self, state: PixelState, action: jax.Array) -> PixelState:
-    inner = self.backend.step(state.inner, action)
-    frames = jnp.concatenate([state.frames[1:], self.frame(inner.data)[None]], axis=0)
-    return PixelState(inner=inner, frames=frames, obs=_stacked(frames))
+    return self.observe(self.advance(state, action))

@@ -11,6 +11,7 @@ trains on, with the parameters from before the step.
 from typing import Any, Dict, NamedTuple, Optional, Protocol, Tuple
 
 import jax
+import jax.numpy as jnp
 
 
 class IntrinsicBatch(NamedTuple):
@@ -53,3 +54,13 @@ def online_step(optimizer, params: Any, opt_state: Any, loss_fn, axis_name=None)
   grads = parallel.mean_across_devices(grads, axis_name)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, jax.lax.stop_gradient(losses), loss
+
+
+def bonus_weight(k_expl: float, anneal: bool, update_step: jax.Array,
+                 total_updates: int) -> jax.Array:
+  """`k_expl`, or with `anneal` `k_expl` decayed linearly to 0 over `total_updates` (the
+  reference's optional schedule): the weight of the bonus in `r_ext + weight * r_int`."""
+  if not anneal:
+    return jnp.asarray(k_expl, jnp.float32)
+  progress = update_step.astype(jnp.float32) / total_updates
+  return k_expl * jnp.clip(1.0 - progress, 0.0, 1.0)

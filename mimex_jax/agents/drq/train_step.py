@@ -16,6 +16,7 @@ from mimex_jax.agents.drq.learner import DrQ, DrQBatch, DrQOptState, DrQParams, 
 from mimex_jax.agents.drq.replay import ReplayBuffer, ReplayState, Sample
 from mimex_jax.envs import EnvState, VectorEnv
 from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward
+from mimex_jax.intrinsic.base import bonus_weight
 from mimex_jax.rollout import unroll
 
 FEATURES = ("encoder", "trunk")  # what the bonus sees of an observation
@@ -43,12 +44,12 @@ class DrQFusedStep:
                env_steps: int, updates: int, batch_size: int, frames_per_update: int,
                random_frames: int, learning_starts: int, std_initial: float, std_final: float,
                std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
-               intrinsic_features: str = "encoder", unroll_updates: bool = False,
+               intrinsic_features: str = "encoder", unroll_loops: bool = False,
                axis_name: str = parallel.AXIS):
-    """`unroll_updates` writes the `updates` learner steps out instead of looping over them:
-    XLA's CPU backend runs convolutions inside a loop about 11x slower (0.10 s per update
-    unrolled against 1.1 s looped, 64x64 pixels, batch 32, 2 cores), at the price of a compile
-    that grows with `updates`."""
+    """`unroll_loops` writes the `updates` learner steps and the `env_steps` env steps out
+    instead of looping over them: XLA's CPU backend runs convolutions inside a loop about 11x
+    slower (0.10 s per update unrolled against 1.1 s looped, 64x64 pixels, batch 32, 2 cores),
+    at the price of a compile that grows with `updates`."""
     if intrinsic_features not in FEATURES:
       raise ValueError(f"intrinsic_features must be one of {FEATURES}, got "
                        f"{intrinsic_features!r}")
@@ -67,7 +68,7 @@ class DrQFusedStep:
     self.anneal_k_expl = anneal_k_expl
     self.total_updates = total_updates
     self.intrinsic_features = intrinsic_features
-    self.unroll_updates = unroll_updates
+    self.unroll_loops = unroll_loops
     self.axis_name = axis_name
 
   def init(self, shared_key: jax.Array, device_key: jax.Array) -> DrQTrainState:
@@ -85,10 +86,7 @@ class DrQFusedStep:
     return self.drq.deterministic_action(params, obs)
 
   def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
-    if not self.anneal_k_expl:
-      return jnp.asarray(self.k_expl, jnp.float32)
-    progress = update_step.astype(jnp.float32) / self.total_updates
-    return self.k_expl * jnp.clip(1.0 - progress, 0.0, 1.0)
+    return bonus_weight(self.k_expl, self.anneal_k_expl, update_step, self.total_updates)
 
   def _embed(self, params: DrQParams, obs: jax.Array) -> jax.Array:
     """What the bonus sees of observations `[N, ...]`: detached features `[N, F]`."""
@@ -131,7 +129,7 @@ class DrQFusedStep:
 
     carry = (state.params, state.opt_state, state.intrinsic)
     carry, metrics = jax.lax.scan(one_update, carry, jax.random.split(key, self.updates),
-                                  unroll=self.updates if self.unroll_updates else 1)
+                                  unroll=self.updates if self.unroll_loops else 1)
     return carry, jax.tree.map(jnp.mean, metrics)
 
   def __call__(self, state: DrQTrainState,
@@ -150,7 +148,8 @@ class DrQFusedStep:
       uniform = jax.random.uniform(uniform_key, action.shape, minval=-1.0, maxval=1.0)
       return jnp.where(uniform_phase, uniform, action), jnp.zeros(obs.shape[0])
 
-    env_state, rollout = unroll(self.env, state.env_state, policy, rollout_key, self.env_steps)
+    env_state, rollout = unroll(self.env, state.env_state, policy, rollout_key, self.env_steps,
+                                unroll=self.unroll_loops)
 
     def insert(replay, step):
       obs, action, reward, terminated, done = step
@@ -162,7 +161,7 @@ class DrQFusedStep:
 
     # Before learning starts the updates run anyway and their results are dropped: a `lax.cond`
     # around them would cost more than it saves, since XLA's CPU backend runs convolutions
-    # inside a conditional about 11x slower (as inside a loop, see `unroll_updates`).
+    # inside a conditional about 11x slower (as inside a loop, see `unroll_loops`).
     ready = self.buffer.can_sample(replay) & (frames >= self.learning_starts)
     learned, learner_metrics = self._learn(state, replay, learn_key, std)
     params, opt_state, intrinsic_state = jax.tree.map(
