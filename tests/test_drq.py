@@ -58,9 +58,10 @@ def test_mimex_scores_given_contexts_as_it_scores_rollout_windows():
   windows, _, _, _ = trailing_windows(state.history, state.history_done, next_obs, done)
   zeros = jnp.zeros((steps, envs, 1))
   key = jax.random.PRNGKey(3)
-  from_rollout = mimex.update(state, IntrinsicBatch(next_obs, zeros, next_obs, done), key)
-  from_context = mimex.update(state, IntrinsicBatch(next_obs, zeros, next_obs, done,
-                                                    context=windows), key)
+  update = jax.jit(mimex.update)
+  from_rollout = update(state, IntrinsicBatch(next_obs, zeros, next_obs, done), key)
+  from_context = update(state, IntrinsicBatch(next_obs, zeros, next_obs, done, context=windows),
+                        key)
   np.testing.assert_allclose(from_rollout[1], from_context[1], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(from_rollout[0].params), jax.tree.leaves(from_context[0].params)):
     np.testing.assert_allclose(a, b, rtol=1e-6)
