@@ -12,8 +12,10 @@ Variants (`--config=configs/drq.py:<variant>`):
   finger_turn_hard         pixels, the paper's finger task
   reach_sparse             our arm's sparse reach, from the `front` camera
   cartpole_balance_state   states, dense reward: DrQ without pixels, a quick check that the
-                           learner learns (about 4 minutes on a 2-core CPU)
+                           learner learns; measured on a 2-core CPU: training return 37 -> 490
+                           of 500, deterministic eval 483-492 from 45k frames, 4 minutes
   cartpole_balance_pixels  32x32 pixels, small batch: DrQ from pixels sized for a 2-core CPU
+                           (not yet run to the end here)
   smoke                    tiny pixels and networks: a few seconds of everything, for tests
 
 Hyperparameters are the MIMEx reference's DrQ-v2 settings (../shared/reference/MIMEX.md): batch
