@@ -193,6 +193,11 @@ def test_pixel_smoke_run_end_to_end_and_exact_resume(repo_root, tmp_path):
   assert second.returncode == 0, second.stderr[-3000:]
   assert "resuming from" in second.stderr
   _, expected = _restored_params(tmp_path / "full", 12)
+  _, earlier = _restored_params(tmp_path / "full", 6)
+  for part in ("encoder", "actor", "critic"):  # the conv encoder learns through the critic
+    moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(expected["params"][part]),
+                                                 jax.tree.leaves(earlier["params"][part]))]
+    assert max(moved) > 0, f"{part} did not change between updates 6 and 12"
   _, got = _restored_params(tmp_path / "resumed", 12)
   for part in ("params", "intrinsic", "replay"):
     for a, b in zip(jax.tree.leaves(expected[part]), jax.tree.leaves(got[part])):
