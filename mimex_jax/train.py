@@ -68,9 +68,13 @@ def _make_env(config: Any, num_worlds: int):
     pixels = PixelSpec(backend=block.backend, height=block.height, width=block.width,
                        grayscale=block.grayscale, frame_stack=block.frame_stack,
                        camera=block.camera)
-  return envs.make(config.env.name, episode_length=config.env.episode_length,
-                   action_repeat=config.env.action_repeat, obs_type=config.env.obs_type,
-                   pixels=pixels, num_worlds=num_worlds if pixels else None)
+  from mimex_jax.config_checks import ConfigError
+  try:
+    return envs.make(config.env.name, episode_length=config.env.episode_length,
+                     action_repeat=config.env.action_repeat, obs_type=config.env.obs_type,
+                     pixels=pixels, num_worlds=num_worlds if pixels else None)
+  except ValueError as e:  # e.g. a camera the task's model does not have: the message says which
+    raise ConfigError(f"config block env.pixels does not fit {config.env.name}: {e}") from e
 
 
 def _build_drq(config: Any):

@@ -208,3 +208,17 @@ def test_pixel_smoke_run_end_to_end_and_exact_resume(repo_root, tmp_path):
   obs = jnp.zeros((3, 24, 24, 9), jnp.uint8)
   action = np.asarray(policy(obs))
   assert action.shape == (3, 1) and np.all(np.abs(action) <= 1)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.env.pixels.camera=nope", "camera 'nope' not in the model"),
+    ("--config.replay.capacity=10", "replay.capacity=10 holds 2 steps"),
+    ("--config.intrinsic.normalize=True", "intrinsic.normalize=True is not supported"),
+])
+def test_bad_drq_input_is_one_line_and_exit_code_2(repo_root, tmp_path, override, expected):
+  result = _train(repo_root, tmp_path / "bad", override)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if "error:" in line]
+  assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+
