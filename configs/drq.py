@@ -61,6 +61,9 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   config.env.pixels.camera = "0"  # camera name or index
 
   config.seed = 0
+  # Join a multi-host run through jax.distributed (README, "Many hosts"); num_envs is then
+  # over all devices of all processes.
+  config.distributed = False
   config.num_seeds = 1  # seeds trained side by side in one program (vmap)
   config.num_envs = 32  # over all devices; must divide evenly among them
   config.env_steps = 2  # env steps per env per update

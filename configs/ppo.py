@@ -61,6 +61,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.env.action_repeat = 1
 
   config.seed = 0
+  # Join a multi-host run through jax.distributed (README, "Many hosts"); num_envs is then
+  # over all devices of all processes.
+  config.distributed = False
   config.num_seeds = 1  # seeds seed..seed+N-1 trained side by side in one program (vmap)
   config.num_envs = 256  # over all devices; must divide evenly among them
   config.unroll_length = 32  # env steps per env per update (the reference's 32)

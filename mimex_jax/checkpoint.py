@@ -22,12 +22,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mimex_jax import parallel
 from mimex_jax.config_checks import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
-# Keys that may change between a run and its resume: they say how long to train and how often to
-# log, evaluate and save, not what is trained.
-RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "checkpoint")
+# Keys that may change between a run and its resume: they say how long to train, how often to
+# log, evaluate and save, and how processes find each other, not what is trained.
+RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "checkpoint",
+                  "distributed")  # the process count is checked on its own
 
 
 class CheckpointError(ConfigError):
@@ -132,10 +134,14 @@ class Checkpointer:
     if bad is not None:
       raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
     meta = {**meta, "update": int(update), "eval": eval_metrics,
-            "num_devices": int(np.shape(host_state.update_step)[0])}
+            "num_devices": int(np.shape(host_state.update_step)[0]),
+            "num_processes": jax.process_count()}
+    saved = _drop_empty(host_state)
+    if jax.process_count() > 1:  # every process writes its own devices' rows of one array
+      saved = parallel.to_global(saved)
     self.manager.save(
         int(update),
-        args=ocp.args.Composite(state=ocp.args.StandardSave(_drop_empty(host_state)),
+        args=ocp.args.Composite(state=ocp.args.StandardSave(saved),
                                 meta=ocp.args.JsonSave(meta)),
         metrics=eval_metrics, force=True)
 
@@ -159,9 +165,9 @@ class Checkpointer:
     raise CheckpointError(f"no readable checkpoint in {self.directory}; start a new --workdir")
 
   def check_compatible(self, config: Dict[str, Any], num_devices: int,
-                       update: Optional[int] = None) -> None:
+                       update: Optional[int] = None, num_processes: int = 1) -> None:
     """Refuses to continue a checkpoint with a config that trains something else, or on another
-    number of devices (each device holds its own environments)."""
+    number of devices or processes (each device holds its own environments)."""
     meta = self.saved_meta(update)
     differences = config_differences(meta["config"], config)
     if differences:
@@ -174,6 +180,12 @@ class Checkpointer:
           f"devices and this process has {num_devices}; resume on {meta['num_devices']} "
           f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count={meta['num_devices']}), "
           f"or evaluate it with mimex_jax.evaluate, which loads on any number")
+    if meta.get("num_processes", 1) != num_processes:
+      raise CheckpointError(
+          f"the checkpoints in {self.directory} were written by {meta.get('num_processes', 1)} "
+          f"processes and this run has {num_processes}; resume with as many processes (and "
+          f"config.distributed={meta.get('num_processes', 1) > 1}), or evaluate it with "
+          f"mimex_jax.evaluate, which loads in one process")
 
   def best_step(self) -> Optional[int]:
     """The kept checkpoint with the best evaluation, or None if none was saved at one."""
@@ -198,6 +210,10 @@ class Checkpointer:
     host_template = jax.device_get(template)
     target = _drop_empty(jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype),
                                       host_template))
+    if jax.process_count() > 1:  # each process reads back its own devices' rows
+      sharding = parallel.global_mesh_sharding()
+      target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+          (jax.process_count() * x.shape[0],) + x.shape[1:], x.dtype, sharding=sharding), target)
     candidates = [update] if update is not None else sorted(self.steps(), reverse=True)
     if not candidates:
       raise CheckpointError(f"no checkpoint in {self.directory}")
@@ -209,7 +225,10 @@ class Checkpointer:
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-        state = _fill_empty(restored["state"], host_template)
+        state = restored["state"]
+        if jax.process_count() > 1:
+          state = parallel.from_global(state)
+        state = _fill_empty(state, host_template)
       except Exception as e:  # damaged files show up as many different exception types
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         problems.append(f"{step}: {reason}")
@@ -219,6 +238,16 @@ class Checkpointer:
       return step, state, restored["meta"]
     raise CheckpointError(f"no usable checkpoint in {self.directory} "
                           f"({'; '.join(problems)}); start a new --workdir")
+
+
+def read_arrays(directory: str, update: int) -> Any:
+  """Checkpoint `update` in `directory` as a tree of host arrays with every device's rows,
+  whatever the number of devices and processes that wrote it or that read it now."""
+  path = os.path.join(os.path.abspath(directory), str(update), "state")
+  reader = ocp.PyTreeCheckpointer()
+  tree = reader.metadata(path).item_metadata.tree
+  return reader.restore(path, restore_args=jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree))
 
 
 def _eval_score(evaluation: Dict[str, Any]) -> float:

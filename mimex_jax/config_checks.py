@@ -49,6 +49,7 @@ _COMMON_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("env.episode_length", _positive_int, "an integer >= 1"),
     ("env.action_repeat", _positive_int, "an integer >= 1"),
     ("seed", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
+    ("distributed", lambda x: isinstance(x, bool), "True or False"),
     ("num_seeds", _positive_int, "an integer >= 1"),
     ("num_envs", _positive_int, "an integer >= 1"),
     ("total_steps", _positive_int, "an integer >= 1"),

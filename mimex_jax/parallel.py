@@ -4,11 +4,89 @@ Everything that averages across devices goes through `mean_across_devices`, whic
 when `axis_name` is None, so the same update code runs alone (tests, notebooks) or under `pmap`.
 """
 
-from typing import Any, Callable, Optional
+import os
+from typing import Any, Callable, Dict, Optional
 
 import jax
+import numpy as np
 
 AXIS = "devices"
+
+# Environment variables for a launch by hand (see README, "Many hosts"); schedulers that JAX
+# detects itself (SLURM, Open MPI, Cloud TPU) need none of them.
+COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"  # host:port of process 0
+NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"
+PROCESS_ID_ENV = "JAX_PROCESS_ID"
+
+
+class DistributedSetupError(RuntimeError):
+  """`jax.distributed` could not start: the message says which variables to set."""
+
+
+def initialize_distributed() -> None:
+  """Joins this process to the others of a multi-host run (`config.distributed=True`).
+
+  Must run before anything touches a JAX backend. Reads `JAX_COORDINATOR_ADDRESS`,
+  `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` when set, else lets JAX detect the cluster. On CPU the
+  cross-process all-reduces go through gloo.
+  """
+  from jax._src import distributed as jax_distributed  # no public "already initialized" check
+  if jax_distributed.global_state.client is not None:
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  num_processes = os.environ.get(NUM_PROCESSES_ENV)
+  process_id = os.environ.get(PROCESS_ID_ENV)
+  try:
+    jax.distributed.initialize(
+        coordinator_address=os.environ.get(COORDINATOR_ENV),
+        num_processes=int(num_processes) if num_processes else None,
+        process_id=int(process_id) if process_id else None)
+  except (ValueError, RuntimeError) as e:
+    raise DistributedSetupError(
+        f"distributed=True but jax.distributed could not start ({str(e).splitlines()[0]}); "
+        f"under SLURM, Open MPI or on a Cloud TPU pod JAX finds the other processes itself, "
+        f"elsewhere set {COORDINATOR_ENV}=host:port of process 0, {NUM_PROCESSES_ENV} and "
+        f"{PROCESS_ID_ENV} in every process") from e
+
+
+def stop_requested_anywhere(requested: Optional[str], running: Any = None) -> Optional[str]:
+  """A stop asked of any process stops all of them after the same update: a process that left
+  the loop alone would leave the others waiting in their all-reduces forever.
+
+  `running` is the output of the last step: the exchange waits for it, because on CPU a second
+  program's all-reduce running beside the step's own mismatched them (gloo, jax 0.10.2).
+  """
+  if jax.process_count() == 1:
+    return requested
+  from jax.experimental import multihost_utils
+  jax.block_until_ready(running)
+  flags = multihost_utils.process_allgather(np.int32(requested is not None))
+  if requested is None and np.any(flags):
+    return f"a signal to process {int(np.argmax(flags))}"
+  return requested
+
+
+def global_mesh_sharding() -> jax.sharding.NamedSharding:
+  """Splits a leading axis over every device of every process, in pmap's device order."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+
+
+def to_global(local_tree: Any) -> Any:
+  """Host arrays `[local devices, ...]` of this process -> global arrays `[all devices, ...]`,
+  each process holding its own rows (what Orbax writes from many processes at once)."""
+  sharding = global_mesh_sharding()
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(
+          sharding, x, (jax.process_count() * x.shape[0],) + x.shape[1:]), local_tree)
+
+
+def from_global(global_tree: Any) -> Any:
+  """The inverse of `to_global`: this process's rows of global arrays, as host arrays."""
+  def local_rows(x):
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards])
+  return jax.tree.map(local_rows, global_tree)
 
 def active_axis(axis_name: Optional[str]) -> Optional[str]:
   """`axis_name`, or None when it spans one device: a one-device all-reduce is the identity, and
@@ -30,9 +108,52 @@ def sum_across_devices(tree: Any, axis_name: Optional[str]) -> Any:
     return tree
   return jax.lax.psum(tree, axis_name=axis_name)
 
+def after(tree: Any, earlier: Any) -> Any:
+  """`tree` made to depend on every leaf of `earlier` (its floats plus 0 times a scalar read from
+  each of `earlier`'s floating leaves).
+
+  Phases of a step that hold all-reduces are chained with it. Across processes on CPU the
+  all-reduces go through gloo, which pairs them by order, and XLA's CPU runtime starts
+  independent ones in whatever order they become ready: two crossed (a gloo size mismatch, jax
+  0.10.2). `lax.optimization_barrier` did not keep them apart (XLA combined all-reduces across
+  it), a data dependency does. Between devices of one process the order does not matter.
+  """
+  floats = [x for x in jax.tree.leaves(earlier) if jax.numpy.issubdtype(x.dtype,
+                                                                        jax.numpy.floating)]
+  token = sum(x.ravel()[0].astype(jax.numpy.float32) for x in floats) * 0.0
+  return jax.tree.map(
+      lambda x: x + token.astype(x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)
+      else x, tree)
+
+
+def reduce_metrics(sums: Dict[str, Any], means: Dict[str, Any],
+                   axis_name: Optional[str]) -> Dict[str, jax.Array]:
+  """Scalar metrics summed (`sums`) or averaged (`means`) over devices in ONE all-reduce, as
+  float32 (a second, independent all-reduce could run in either order; see `after`)."""
+  axis_name = active_axis(axis_name)
+  if axis_name is None:
+    return {**sums, **means}
+  names = list(sums) + list(means)
+  values = jax.numpy.stack([jax.numpy.asarray(v, jax.numpy.float32)
+                            for v in list(sums.values()) + list(means.values())])
+  totals = jax.lax.psum(values, axis_name=axis_name)
+  size = jax.lax.axis_size(axis_name)
+  return {name: totals[i] if i < len(sums) else totals[i] / size
+          for i, name in enumerate(names)}
+
+
 def unreplicate(tree: Any) -> Any:
   """Takes device 0's copy of a tree whose leaves carry a leading device axis."""
   return jax.tree.map(lambda x: x[0], tree)
+
+def local_device_keys(key: jax.Array) -> jax.Array:
+  """This process's rows of one key per device of the whole run, `[local devices, 2]`. Device d
+  gets the same key whether it is run by one process or by many, so 2 processes of 1 device
+  train what 1 process of 2 devices trains."""
+  start = jax.process_index() * jax.local_device_count()
+  all_keys = jax.random.split(jax.random.fold_in(key, 0), jax.device_count())
+  return all_keys[start:start + jax.local_device_count()]
+
 
 def pmap_init(init_fn: Callable, key: jax.Array) -> Any:
   """Builds a per-device state on the devices themselves: `init_fn(shared_key, device_key)`.
@@ -42,8 +163,7 @@ def pmap_init(init_fn: Callable, key: jax.Array) -> Any:
   """
   count = jax.local_device_count()
   shared = jax.numpy.stack([key] * count)
-  device_keys = jax.random.split(jax.random.fold_in(key, jax.process_index()), count)
-  return jax.pmap(init_fn, axis_name=AXIS)(shared, device_keys)
+  return jax.pmap(init_fn, axis_name=AXIS)(shared, local_device_keys(key))
 
 def pmap_step(step_fn: Callable, donate_state: bool = True) -> Callable:
   """pmaps `step_fn(state, key) -> (state, metrics)` over local devices, donating the state."""
@@ -56,7 +176,5 @@ def pmap_init_seeds(init_fn: Callable, seed_keys: jax.Array) -> Any:
   `seed_keys[s]` alone."""
   count = jax.local_device_count()
   shared = jax.numpy.stack([seed_keys] * count)
-  device_keys = jax.vmap(
-      lambda key: jax.random.split(jax.random.fold_in(key, jax.process_index()), count))(
-          seed_keys)
+  device_keys = jax.vmap(local_device_keys)(seed_keys)
   return jax.pmap(jax.vmap(init_fn), axis_name=AXIS)(shared, device_keys.swapaxes(0, 1))

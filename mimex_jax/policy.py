@@ -75,7 +75,8 @@ def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRu
   key = jax.random.PRNGKey(0)
   abstract = jax.eval_shape(fused.init, key, key)
   fields = fused.POLICY_FIELDS
-  item = jax.tree.map(lambda s: np.zeros((meta["num_devices"], num_seeds) + s.shape, s.dtype),
+  saved_devices = meta["num_devices"] * meta.get("num_processes", 1)  # rows over all hosts
+  item = jax.tree.map(lambda s: np.zeros((saved_devices, num_seeds) + s.shape, s.dtype),
                       {f: getattr(abstract, f) for f in fields})
   restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore(

@@ -28,6 +28,11 @@ def enable_compilation_cache() -> None:
   import jax
   cache_dir = os.environ.get("MIMEX_JAX_CACHE_DIR",
                              os.path.join(os.path.expanduser("~"), ".cache", "mimex_jax", "xla"))
+  if jax.process_count() > 1:
+    # The cache key does not say how collectives run: a multi-process step loaded from an entry
+    # that a one-process run of the same program wrote ran the wrong all-reduces (a gloo size
+    # mismatch on the first update, jax 0.10.2). Multi-process runs keep their own entries.
+    cache_dir = os.path.join(cache_dir, f"process-{jax.process_index()}-of-{jax.process_count()}")
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
@@ -198,6 +203,12 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   from mimex_jax import config_checks
 
   # ---------------------------------------------------------------- checks and output
+  if config.get("distributed", False):  # before anything asks JAX for its devices
+    from mimex_jax import parallel
+    try:
+      parallel.initialize_distributed()
+    except parallel.DistributedSetupError as e:
+      raise config_checks.ConfigError(str(e)) from e
   config_checks.check(config, jax.device_count(), jax.default_backend())
   enable_compilation_cache()
   os.makedirs(workdir, exist_ok=True)
@@ -223,7 +234,8 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
   source, source_update = _restore_source(checkpointer, restore_path)
   config_dict = checkpoint_lib.config_to_dict(config)
   if source is not None:
-    source.check_compatible(config_dict, jax.local_device_count(), source_update)
+    source.check_compatible(config_dict, jax.local_device_count(), source_update,
+                            jax.process_count())
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = build(config)
@@ -276,6 +288,12 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
         else:
           window_updates += 1
         preempted = preemption.requested
+        if jax.process_count() > 1 and (update % config.log_every == 0
+                                        or update == total_updates):
+          # Processes agree at log steps only: each agreement waits for the step to finish.
+          preempted = parallel.stop_requested_anywhere(preempted, step_metrics)
+        elif jax.process_count() > 1:
+          preempted = None
         is_eval = (config.eval_every and update % config.eval_every == 0) or (
             update == total_updates)
         is_log = update % config.log_every == 0 or is_eval
@@ -382,6 +400,9 @@ def run(argv=None) -> None:
   except NonFiniteError as e:
     print(f"mimex_jax.train: error: {e}", file=sys.stderr)
     sys.exit(3)
+  import jax
+  if jax.process_index() != 0:  # process 0 speaks for a multi-process run
+    return
   if result.get("preempted"):
     print(f"stopped by {result['preempted']} at env step {result['step']}: checkpoint saved to "
           f"{result['checkpoint']}; run the same command to resume")

@@ -98,6 +98,9 @@ class FusedStep:
     intrinsic_state, intrinsic_reward, intrinsic_metrics = self.intrinsic.update(
         state.intrinsic, IntrinsicBatch(obs, rollout.action, next_obs, rollout.done),
         intrinsic_key)
+    # All-reduces run phase by phase (bonus model, learner, normalizer, metrics): see
+    # `parallel.after`.
+    intrinsic_reward = parallel.after(intrinsic_reward, intrinsic_state)
     raw_intrinsic_mean = intrinsic_reward.mean()
     intrinsic_returns = state.intrinsic_returns
     if self.normalize_intrinsic:
@@ -113,7 +116,10 @@ class FusedStep:
         learner_key)
     # Normalizer statistics change after the update, so the policy and the learner above both
     # saw the observations normalized the same way.
-    normalizer = running_statistics.update(state.normalizer, rollout.obs,
+    # Unit weights that wait for the learner: Brax all-reduces the sample count, and without
+    # weights that count is a constant free to run before everything else.
+    weights = parallel.after(jnp.ones(rollout.obs.shape[:-1]), (params, opt_state))
+    normalizer = running_statistics.update(state.normalizer, rollout.obs, weights=weights,
                                            pmap_axis_name=parallel.active_axis(self.axis_name))
 
     new_state = TrainState(update_step=state.update_step + 1, params=params,
@@ -134,6 +140,6 @@ class FusedStep:
         "intrinsic_weight": weight,
         "extrinsic_reward": rollout.reward.mean(),
     }
-    metrics = {**parallel.sum_across_devices(sums, self.axis_name),
-               **parallel.mean_across_devices(means, self.axis_name)}
+    sums, means = parallel.after((sums, means), normalizer)
+    metrics = parallel.reduce_metrics(sums, means, self.axis_name)
     return new_state, metrics

@@ -7,6 +7,7 @@ backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp,
 `make(name, obs_type="pixels", pixels=PixelSpec(...))` renders observations for any MJX task.
 """
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -101,6 +102,31 @@ def spec(name: str) -> TaskSpec:
   raise UnknownTaskError(f"unknown env name {name!r}; known: {', '.join(task_names())}")
 
 
+@contextlib.contextmanager
+def _models_on_local_devices():
+  """MJX puts a model on `jax.devices()[0]` unless told otherwise. In a multi-process run that
+  device belongs to process 0, and every other process would build its env around arrays it
+  cannot read; here each process gets its model on its own first device instead."""
+  import jax
+  if jax.process_count() == 1:
+    yield
+    return
+  from mujoco.mjx._src import io as mjx_io  # the one place all of MJX's put_model calls resolve
+  resolve = mjx_io._resolve_device
+
+  def local_device(impl):
+    device = resolve(impl)
+    if device.process_index == jax.process_index():
+      return device
+    return jax.local_devices(backend=device.platform)[0]
+
+  mjx_io._resolve_device = local_device
+  try:
+    yield
+  finally:
+    mjx_io._resolve_device = resolve
+
+
 def make(name: str, episode_length: Optional[int] = None, action_repeat: int = 1,
          obs_type: str = "state", pixels: Optional[pixel_obs.PixelSpec] = None,
          num_worlds: Optional[int] = None, **overrides: Any) -> Env:
@@ -116,10 +142,11 @@ def make(name: str, episode_length: Optional[int] = None, action_repeat: int = 1
     raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
   if obs_type not in ("state", "pixels"):
     raise ValueError(f"obs_type must be 'state' or 'pixels', got {obs_type!r}")
-  backend = task.build(overrides)
-  if obs_type == "pixels":
-    # Success functions read `metrics`, which the pixel state passes through.
-    backend = pixel_obs.PixelObservations(backend, pixels or pixel_obs.PixelSpec(), num_worlds)
+  with _models_on_local_devices():
+    backend = task.build(overrides)
+    if obs_type == "pixels":
+      # Success functions read `metrics`, which the pixel state passes through.
+      backend = pixel_obs.PixelObservations(backend, pixels or pixel_obs.PixelSpec(), num_worlds)
   return Env(backend, episode_length=episode_length or task.default_episode_length,
              action_repeat=action_repeat, success_threshold=task.success_threshold, name=name,
              success_fn=task.success_fn)

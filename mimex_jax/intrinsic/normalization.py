@@ -37,7 +37,11 @@ def normalize(stats: ReturnStatistics, rewards: jax.Array, discount: float,
     return running, running
 
   running, returns = jax.lax.scan(accumulate, stats.running_return, rewards)
-  total = parallel.sum_across_devices(jnp.asarray(returns.size, jnp.float32), axis_name)
+  # Every device holds as many returns: the count needs no all-reduce (one that depends on
+  # nothing could run out of order across processes; see `parallel.after`).
+  active = parallel.active_axis(axis_name)
+  devices = 1 if active is None else jax.lax.axis_size(active)
+  total = jnp.asarray(returns.size * devices, jnp.float32)
   batch_mean = parallel.sum_across_devices(returns.sum(), axis_name) / total
   batch_variance = parallel.sum_across_devices(
       jnp.square(returns - batch_mean).sum(), axis_name) / total

@@ -119,12 +119,15 @@ class DrQFusedStep:
       sample = self.buffer.sample(replay, sample_key, self.batch_size)
       intrinsic_state, bonus, bonus_metrics = self._bonus(params, intrinsic_state, sample,
                                                           bonus_key)
+      # One all-reduce after the other (bonus model, critic, actor): see `parallel.after`.
+      bonus = parallel.after(bonus, intrinsic_state)
       batch = DrQBatch(obs=sample.obs, action=sample.action,
                        reward=sample.reward + weight * bonus, discount=sample.discount,
                        bootstrap_obs=sample.bootstrap_obs, valid=sample.valid)
       params, opt_state, metrics = self.drq.update(params, opt_state, batch, learner_key, std)
       metrics = {**metrics, **bonus_metrics, "intrinsic_reward": bonus.mean(),
                  "sampled_valid": sample.valid.mean()}
+      intrinsic_state = parallel.after(intrinsic_state, params)
       return (params, opt_state, intrinsic_state), metrics
 
     carry = (state.params, state.opt_state, state.intrinsic)
@@ -184,6 +187,6 @@ class DrQFusedStep:
     means = {**learner_metrics, "learning": ready.astype(jnp.float32),
              "intrinsic_weight": self.intrinsic_weight(state.update_step),
              "extrinsic_reward": rollout.reward.mean()}
-    metrics = {**parallel.sum_across_devices(sums, self.axis_name),
-               **parallel.mean_across_devices(means, self.axis_name)}
+    sums, means = parallel.after((sums, means), (params, opt_state, intrinsic_state))
+    metrics = parallel.reduce_metrics(sums, means, self.axis_name)
     return new_state, metrics

@@ -1,0 +1,121 @@
+"""Two processes on this machine joined by jax.distributed (loopback coordinator, gloo
+all-reduces), one CPU device each: they train what one process with two devices trains."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from mimex_jax import checkpoint as checkpoint_lib
+from mimex_jax.metrics import read_metrics
+
+from conftest import CHECKPOINTED_RUN_ARGS as RUN_ARGS, CHECKPOINTED_UPDATES as UPDATES, ENV
+
+TIMING = ("steps_per_second", "compile_seconds")
+NUM_ENVS = 16  # the smoke config's global batch
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _launch(repo_root, workdir):
+  """Both processes of one 2-process run, each with one CPU device."""
+  port = _free_port()
+  processes = []
+  for process_id in range(2):
+    env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+           "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+           "JAX_PROCESS_ID": str(process_id)}
+    processes.append(subprocess.Popen(
+        [sys.executable, "-m", "mimex_jax.train", *RUN_ARGS, "--config.distributed=True",
+         f"--workdir={workdir}"], cwd=repo_root, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  return processes
+
+
+def _finish(processes, timeout=600):
+  """`[(returncode, stdout, stderr)]`; a process that fails brings the other down (it would
+  wait for its peer's all-reduces until jax.distributed times out)."""
+  deadline = time.time() + timeout
+  while any(p.poll() is None for p in processes) and time.time() < deadline:
+    if any(p.poll() not in (None, 0) for p in processes):
+      for p in processes:
+        if p.poll() is None:
+          p.kill()
+    time.sleep(0.05)
+  for p in processes:
+    if p.poll() is None:
+      p.kill()
+  return [(p.returncode, *p.communicate()) for p in processes]
+
+
+def _saved_steps(workdir):
+  directory = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(
+      directory) else []
+
+
+def _records(workdir):
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(workdir)]
+
+
+def test_two_processes_train_what_one_process_with_two_devices_trains(repo_root, uninterrupted,
+                                                                       tmp_path):
+  workdir = str(tmp_path / "two_processes")
+  # 1. A signal to process 1 alone stops both after the same update, with one checkpoint.
+  processes = _launch(repo_root, workdir)
+  deadline = time.time() + 600
+  while not _saved_steps(workdir):
+    if not all(p.poll() is None for p in processes):
+      raise AssertionError("\n".join(f"rc {c}\n{err[-2500:]}" for c, _, err in _finish(processes)))
+    assert time.time() < deadline
+    time.sleep(0.005)
+  processes[1].send_signal(signal.SIGTERM)
+  results = _finish(processes)
+  for code, _, stderr in results:
+    assert code == 0, stderr[-3000:]
+  stopped_at = max(_saved_steps(workdir))
+  assert stopped_at < UPDATES, "the run ended before it could be stopped"
+  assert "stopped by a signal to process 1" in results[0][1]
+  assert "stopped by" not in results[1][1]  # process 0 speaks for the run
+
+  # 2. Both resume from that checkpoint and train to the end.
+  results = _finish(_launch(repo_root, workdir))
+  for code, _, stderr in results:
+    assert code == 0, stderr[-3000:]
+  assert f"resuming from {workdir}/checkpoints/{stopped_at}" in results[0][2]
+
+  # 3. The two processes hold identical parameters; each stepped its own half of the envs.
+  directory = os.path.join(workdir, "checkpoints")
+  two = checkpoint_lib.read_arrays(directory, UPDATES)
+  assert checkpoint_lib.Checkpointer(directory, read_only=True).read_meta(UPDATES)[
+      "num_processes"] == 2
+  for leaf in jax.tree.leaves((two["params"], two["opt_state"], two["normalizer"],
+                               two["intrinsic"]["params"])):
+    assert leaf.shape[0] == 2
+    np.testing.assert_array_equal(leaf[0], leaf[1])
+  obs = two["env_state"]["obs"]  # [processes x devices, seeds, envs per device, obs]
+  assert obs.shape[:3] == (2, 1, NUM_ENVS // 2)
+  assert not np.array_equal(obs[0], obs[1])
+
+  # 4. Global batch = the sum of the local ones: the run is the one-process, two-device run.
+  one = checkpoint_lib.read_arrays(os.path.join(uninterrupted, "checkpoints"), UPDATES)
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(two)[0], jax.tree.leaves(one),
+                          strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
+  # Only process 0 wrote metrics, and they are the one-process run's.
+  two_records, one_records = _records(workdir), _records(uninterrupted)
+  assert [r["step"] for r in two_records] == [r["step"] for r in one_records]
+  for a, b in zip(two_records, one_records):
+    for key, value in b.items():
+      if isinstance(value, float):
+        np.testing.assert_allclose(a[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
