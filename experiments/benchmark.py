@@ -1,14 +1,20 @@
-r"""Environment steps per second: raw env stepping, PPO with no bonus, PPO + MIMEx.
+r"""Environment steps per second: raw env stepping, PPO with no bonus, PPO + MIMEx; with --peers
+also RND, ICM, our DrQ and Brax's own PPO trainer, measured in the same run.
 
   python experiments/benchmark.py                       # CartpoleBalanceSparse, B = 64, 256, 1024
+  python experiments/benchmark.py --peers --batch_sizes=256 \
+      --out=experiments/results/peers.json              # the table in docs/PERFORMANCE.md
   python experiments/benchmark.py --batch_sizes=256 --env=CartpoleSwingupSparse
   python experiments/benchmark.py --batch_sizes=256 --kinds=none,mimex,rnd,icm --seeds=1,2,5 \
       --out=experiments/results/seeds_scaling.json     # throughput against num_seeds
 
-Prints a table and writes JSON (default experiments/results/benchmark.json). Compile time is
-reported apart from throughput; every figure is from the machine the script runs on. Training
-configs are configs/ppo.py's default (network sizes, epochs, minibatches, unroll length) with
-only num_envs changed.
+Prints a table and writes JSON (default experiments/results/benchmark.json) and, with --peers, a
+PNG bar chart beside it. Compile time is reported apart from throughput; every figure is from
+the machine the script runs on. Training configs are configs/ppo.py's default (network sizes,
+epochs, minibatches, unroll length) with only num_envs changed; Brax's PPO gets the same env,
+batch, unroll length, epochs, minibatches and network sizes (experiments/brax_peer.py runs it
+in a venv with jax 0.9.2 that it builds once, since Brax 0.14.2's PPO fails on jax >= 0.10).
+DrQ runs configs/drq.py:cartpole_balance_state's settings from states on the same env.
 """
 
 import argparse
@@ -96,6 +102,85 @@ def training(env_name, batch, kind, repeats, num_seeds=1):
   return first, steps_per_update * num_seeds / per_call
 
 
+def drq_training(env_name, batch, repeats):
+  """Env steps per second of our DrQ-v2 fused step from states (one seed)."""
+  from configs import drq as drq_configs
+  config = drq_configs.get_config("cartpole_balance_state")
+  config.env.name = env_name
+  config.num_envs = batch
+  config.replay.capacity = max(config.replay.capacity, 64 * batch)
+  first, per_call, steps_per_update = time_fused_step(config, repeats)
+  return first, steps_per_update / per_call
+
+
+def brax_training(env_name, batch, unroll_length):
+  """`(compile seconds, steps/s, details)` of Brax's PPO trainer at our PPO's settings."""
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import brax_peer
+  ppo = ppo_configs.get_config().ppo
+  result = brax_peer.run_brax_ppo(
+      env_name, batch, unroll_length, ppo.num_epochs, ppo.num_minibatches,
+      tuple(ppo.policy_hidden_sizes), tuple(ppo.value_hidden_sizes),
+      num_timesteps=250 * batch * unroll_length)
+  return result["compile_seconds"], result["steps_per_second"], result
+
+
+def bar_chart(rows, path, title):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = [r["mode"] for r in rows]
+  values = [r["steps_per_second"] for r in rows]
+  colors = ["0.6" if n == "raw_env" else "tab:orange" if n.startswith("brax") else "tab:blue"
+            for n in names]
+  fig, ax = plt.subplots(figsize=(8, 4))
+  bars = ax.bar(names, values, color=colors)
+  ax.bar_label(bars, labels=[f"{v / 1e3:,.1f}k" for v in values], fontsize=8)
+  ax.set_yscale("log")
+  ax.set_ylabel("env steps per second (log)")
+  ax.set_title(title, fontsize=10)
+  plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def peers(args, machine):
+  """--peers: every mode at one batch size, ratios against Brax's PPO and the raw env."""
+  unroll_length = ppo_configs.get_config().unroll_length
+  results = []
+  for batch in [int(b) for b in args.batch_sizes.split(",")]:
+    rows = []
+
+    def add(mode, compile_s, sps, **extra):
+      rows.append({"mode": mode, "batch": batch, "steps_per_second": sps,
+                   "compile_seconds": compile_s, **extra})
+      print(f"{mode:<16}{batch:>7}{sps:>12,.0f}{compile_s:>11.1f}", flush=True)
+
+    print(f"{'mode':<16}{'batch':>7}{'steps/s':>12}{'compile s':>11}")
+    add("raw_env", *raw_env(args.env, batch, unroll_length, args.repeats))
+    for kind in ("none", "mimex", "rnd", "icm"):
+      add("ppo" if kind == "none" else f"ppo+{kind}",
+          *training(args.env, batch, kind, args.repeats))
+    add("drq", *drq_training(args.env, batch, args.repeats))
+    compile_s, sps, details = brax_training(args.env, batch, unroll_length)
+    add("brax_ppo", compile_s, sps, details=details)
+    raw = rows[0]["steps_per_second"]
+    brax = rows[-1]["steps_per_second"]
+    print(f"\n{'mode':<16}{'steps/s':>12}{'vs Brax PPO':>13}{'vs raw env':>12}")
+    for row in rows:
+      row["vs_brax_ppo"] = row["steps_per_second"] / brax
+      row["vs_raw_env"] = row["steps_per_second"] / raw
+      print(f"{row['mode']:<16}{row['steps_per_second']:>12,.0f}{row['vs_brax_ppo']:>13.2f}"
+            f"{row['vs_raw_env']:>12.2f}")
+    png = os.path.splitext(args.out)[0] + (f"_{batch}" if "," in args.batch_sizes else "") + ".png"
+    bar_chart(rows, png, f"{args.env}, {batch} envs, unroll {unroll_length}; "
+              f"{machine['device_kind']}, {machine['cpu_count']} cores")
+    print(f"wrote {png}")
+    results.extend(rows)
+  return results
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--env", default="CartpoleBalanceSparse")
@@ -103,6 +188,8 @@ def main():
   parser.add_argument("--kinds", default="none,mimex", help="intrinsic kinds to train with")
   parser.add_argument("--seeds", default="1", help="num_seeds values, e.g. 1,2,5 (vmapped)")
   parser.add_argument("--repeats", type=int, default=10, help="timed calls after the compile")
+  parser.add_argument("--peers", action="store_true",
+                      help="every mode (PPO with each bonus, DrQ, Brax's PPO) at each batch size")
   parser.add_argument("--out", default="experiments/results/benchmark.json")
   args = parser.parse_args()
   enable_compilation_cache()
@@ -112,6 +199,14 @@ def main():
              "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
              "processor": platform.processor() or platform.machine(), "jax": jax.__version__}
   print(f"machine: {machine}")
+  if args.peers:
+    rows = peers(args, machine)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+      json.dump({"env": args.env, "unroll_length": unroll_length, "machine": machine,
+                 "rows": rows}, f, indent=2)
+    print(f"wrote {args.out}")
+    return
   rows = []
   header = (f"{'mode':<16}{'batch':>7}{'seeds':>6}{'steps/s':>12}{'compile s':>11}"
             f"{'vs raw':>8}")

@@ -120,7 +120,8 @@ def after(tree: Any, earlier: Any) -> Any:
   """
   floats = [x for x in jax.tree.leaves(earlier) if jax.numpy.issubdtype(x.dtype,
                                                                         jax.numpy.floating)]
-  token = sum(x.ravel()[0].astype(jax.numpy.float32) for x in floats) * 0.0
+  token = sum((x.ravel()[0].astype(jax.numpy.float32) for x in floats),
+              jax.numpy.zeros((), jax.numpy.float32)) * 0.0
   return jax.tree.map(
       lambda x: x + token.astype(x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)
       else x, tree)
