@@ -118,8 +118,8 @@ def after(tree: Any, earlier: Any) -> Any:
   0.10.2). `lax.optimization_barrier` did not keep them apart (XLA combined all-reduces across
   it), a data dependency does. Between devices of one process the order does not matter.
   """
-  floats = [x for x in jax.tree.leaves(earlier) if jax.numpy.issubdtype(x.dtype,
-                                                                        jax.numpy.floating)]
+  floats = [x for x in jax.tree.leaves(earlier)
+            if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) and x.size]
   token = sum((x.ravel()[0].astype(jax.numpy.float32) for x in floats),
               jax.numpy.zeros((), jax.numpy.float32)) * 0.0
   return jax.tree.map(
