@@ -172,11 +172,13 @@ def check(config: Any, device_count: int, platform: str = "cpu") -> None:
     raise ConfigError(f"config key num_envs={config.num_envs} does not divide among "
                       f"{device_count} devices; use a multiple of {device_count}")
   if agent == "ppo":
-    per_device_batch = config.num_envs // device_count * config.unroll_length
-    if per_device_batch % config.ppo.num_minibatches:
+    # A minibatch is every env at unroll_length / num_minibatches of the time steps.
+    if config.unroll_length % config.ppo.num_minibatches:
       raise ConfigError(
-          f"config key ppo.num_minibatches={config.ppo.num_minibatches} does not divide the "
-          f"per-device batch num_envs/devices*unroll_length={per_device_batch}")
+          f"config key ppo.num_minibatches={config.ppo.num_minibatches} does not divide "
+          f"unroll_length={config.unroll_length}: each minibatch takes every env at "
+          f"unroll_length/num_minibatches of the time steps; use a divisor of "
+          f"{config.unroll_length}")
   else:
     _check_drq(config, device_count)
 

@@ -5,7 +5,7 @@ when `axis_name` is None, so the same update code runs alone (tests, notebooks) 
 """
 
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import numpy as np
@@ -141,6 +141,25 @@ def reduce_metrics(sums: Dict[str, Any], means: Dict[str, Any],
   size = jax.lax.axis_size(axis_name)
   return {name: totals[i] if i < len(sums) else totals[i] / size
           for i, name in enumerate(names)}
+
+
+def batch_rows(axis_name: Optional[str], per_device: int) -> Tuple[Any, int]:
+  """`(first, total)`: this device holds rows `first ... first + per_device` of a batch of
+  `total` split evenly over the devices of `axis_name`; `(0, per_device)` outside a pmap.
+
+  Randomness drawn per row of the whole batch (env resets, action noise, MIMEx masks) makes a
+  run independent of how many devices share the batch."""
+  try:
+    return (jax.lax.axis_index(axis_name) * per_device,
+            jax.lax.axis_size(axis_name) * per_device)
+  except NameError:  # traced without the device axis (shape inference, one-device tools)
+    return 0, per_device
+
+
+def keys_per_row(key: jax.Array, rows: jax.Array) -> jax.Array:
+  """One key per global row index: `[..., 2]` for `rows` `[...]`."""
+  flat = jax.vmap(jax.random.fold_in, (None, 0))(key, rows.reshape(-1))
+  return flat.reshape(rows.shape + flat.shape[1:])
 
 
 def unreplicate(tree: Any) -> Any:

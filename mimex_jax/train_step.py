@@ -58,8 +58,12 @@ class FusedStep:
     self.axis_name = axis_name
 
   def init(self, shared_key: jax.Array, device_key: jax.Array) -> TrainState:
-    """Parameters from `shared_key` (identical on all devices), envs from `device_key`."""
-    ppo_key, intrinsic_key = jax.random.split(shared_key)
+    """Parameters from `shared_key` (identical on all devices); each device starts its rows of
+    the whole batch's envs, drawn from `shared_key` too, so the envs do not depend on the number
+    of devices (`device_key` is not needed)."""
+    del device_key
+    ppo_key, intrinsic_key, env_key = jax.random.split(shared_key, 3)
+    first_env, total_envs = parallel.batch_rows(self.axis_name, self.env.num_envs)
     params, opt_state = self.ppo.init(ppo_key)
     normalizer = running_statistics.init_state(
         jax.ShapeDtypeStruct((self.env.observation_size,), jnp.float32))
@@ -67,7 +71,7 @@ class FusedStep:
                       normalizer=normalizer,
                       intrinsic=self.intrinsic.init(intrinsic_key, self.env.num_envs),
                       intrinsic_returns=normalization.init(self.env.num_envs),
-                      env_state=self.env.reset(device_key))
+                      env_state=self.env.reset(env_key, first_env, total_envs))
 
   def normalize(self, normalizer, obs: jax.Array) -> jax.Array:
     return running_statistics.normalize(obs, normalizer, max_abs_value=OBS_CLIP)
@@ -82,22 +86,27 @@ class FusedStep:
     return bonus_weight(self.k_expl, self.anneal_k_expl, update_step, self.total_updates)
 
   def __call__(self, state: TrainState, key: jax.Array) -> Tuple[TrainState, Dict[str, Any]]:
-    # Keys depend only on (seed, update step, device), so a resumed run draws the same numbers.
-    key = jax.random.fold_in(jax.random.fold_in(key, state.update_step),
-                             jax.lax.axis_index(self.axis_name))
+    # Keys depend only on (seed, update step), so a resumed run draws the same numbers; action
+    # noise and MIMEx masks are drawn per env of the whole batch (its global index), so the run
+    # does not depend on how many devices share the batch.
+    key = jax.random.fold_in(key, state.update_step)
     rollout_key, intrinsic_key, learner_key = jax.random.split(key, 3)
+    first_env, total_envs = parallel.batch_rows(self.axis_name, self.env.num_envs)
+    env_rows = first_env + jnp.arange(self.env.num_envs)
 
     def policy(obs, step_key):
-      return self.ppo.act(state.params, self.normalize(state.normalizer, obs), step_key)
+      return self.ppo.act(state.params, self.normalize(state.normalizer, obs),
+                          parallel.keys_per_row(step_key, env_rows))
 
     env_state, rollout = unroll(self.env, state.env_state, policy, rollout_key,
                                 self.unroll_length)
     obs = self.normalize(state.normalizer, rollout.obs)
     next_obs = self.normalize(state.normalizer, rollout.next_obs)
 
+    sequence_rows = (jnp.arange(self.unroll_length)[:, None] * total_envs + env_rows[None, :])
     intrinsic_state, intrinsic_reward, intrinsic_metrics = self.intrinsic.update(
         state.intrinsic, IntrinsicBatch(obs, rollout.action, next_obs, rollout.done),
-        intrinsic_key)
+        parallel.keys_per_row(intrinsic_key, sequence_rows))
     # All-reduces run phase by phase (bonus model, learner, normalizer, metrics): see
     # `parallel.after`.
     intrinsic_reward = parallel.after(intrinsic_reward, intrinsic_state)

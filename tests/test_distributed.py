@@ -1,5 +1,6 @@
-"""Two processes on this machine joined by jax.distributed (loopback coordinator, gloo
-all-reduces), one CPU device each: they train what one process with two devices trains."""
+"""How a batch is split does not change what is trained: two processes joined by
+jax.distributed (loopback coordinator, gloo all-reduces) with one CPU device each, one process
+with two devices, and one process with one device all train the same run."""
 
 import os
 import signal
@@ -119,3 +120,47 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(repo_root,
     for key, value in b.items():
       if isinstance(value, float):
         np.testing.assert_allclose(a[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def _by_env(env_leaf):
+  """`[devices, seeds, envs per device, ...]` -> `[seeds, all envs, ...]` in global order."""
+  moved = np.moveaxis(env_leaf, 0, 1)
+  return moved.reshape((moved.shape[0], -1) + moved.shape[3:])
+
+
+def test_one_device_trains_what_two_devices_train(repo_root, uninterrupted, tmp_path):
+  workdir = str(tmp_path / "one_device")
+  result = subprocess.run(
+      [sys.executable, "-m", "mimex_jax.train", *RUN_ARGS, f"--workdir={workdir}"],
+      cwd=repo_root, env={**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+      capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  one = checkpoint_lib.read_arrays(os.path.join(workdir, "checkpoints"), UPDATES)
+  two = checkpoint_lib.read_arrays(os.path.join(uninterrupted, "checkpoints"), UPDATES)
+  assert jax.tree.leaves(one["params"])[0].shape[0] == 1
+  # The same learning curve, up to the order of floating-point sums.
+  one_records, two_records = _records(workdir), _records(uninterrupted)
+  assert [r["step"] for r in one_records] == [r["step"] for r in two_records]
+  for a, b in zip(one_records, two_records):
+    for key, value in b.items():
+      if isinstance(value, float):
+        np.testing.assert_allclose(a[key], value, rtol=2e-3, atol=1e-4, err_msg=key)
+  # The same parameters, and the same envs in the same states.
+  learned = lambda state: {"params": state["params"], "opt_state": state["opt_state"],  # noqa
+                           "normalizer": state["normalizer"],
+                           "intrinsic": (state["intrinsic"]["params"],
+                                         state["intrinsic"]["opt_state"])}
+  for name, tree in learned(one).items():
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0],
+                            jax.tree.leaves(learned(two)[name]), strict=True):
+      where = name + jax.tree_util.keystr(path)
+      if "['key']['bias']" in where:
+        # Softmax ignores a bias added to every key, so its gradient is rounding noise, which
+        # Adam scales up to full-sized steps: it differs between any two summation orders.
+        continue
+      np.testing.assert_allclose(a[0], b[0], rtol=2e-3, atol=1e-4, err_msg=where)
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(one["env_state"])[0],
+                          jax.tree.leaves(two["env_state"]), strict=True):
+    if a.ndim >= 3:  # per-env leaves
+      np.testing.assert_allclose(_by_env(a), _by_env(b), rtol=2e-3, atol=1e-4,
+                                 err_msg="env_state" + jax.tree_util.keystr(path))

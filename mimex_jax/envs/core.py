@@ -164,15 +164,24 @@ class VectorEnv:
   def action_size(self) -> int:
     return self.env.action_size
 
-  def reset(self, key: jax.Array) -> EnvState:
+  def reset(self, key: jax.Array, first_env: Any = 0,
+            total_envs: Optional[int] = None) -> EnvState:
     """With `stagger`, each env's first episode is cut short at a random point, so time-limit
     ends spread over all steps instead of every env restarting at once. Synchronized episodes
     put all of an episode's early steps (where a sparse reward is often found) into a few
-    updates and none into the rest."""
+    updates and none into the rest.
+
+    These envs are `first_env ...` of `total_envs` drawn from `key` (default: all of them): a
+    device that holds part of a batch starts its envs as the whole batch would.
+    """
+    total_envs = self.num_envs if total_envs is None else total_envs
     reset_key, stagger_key = jax.random.split(key)
-    state = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.num_envs))
+    keys = jax.lax.dynamic_slice_in_dim(jax.random.split(reset_key, total_envs), first_env,
+                                        self.num_envs)
+    state = jax.vmap(self.env.reset)(keys)
     if self.stagger:
-      offset = jax.random.randint(stagger_key, (self.num_envs,), 0, self.env.episode_length)
+      offset = jax.random.randint(stagger_key, (total_envs,), 0, self.env.episode_length)
+      offset = jax.lax.dynamic_slice_in_dim(offset, first_env, self.num_envs)
       state = state.replace(episode=state.episode.replace(length=offset.astype(jnp.int32)))
     return state
 

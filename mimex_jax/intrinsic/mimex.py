@@ -126,11 +126,20 @@ class Mimex:
         history_done=jnp.ones((self.seq_len - 1, num_envs)))
 
   def _sequence_losses(self, params: Any, sequences: jax.Array, key: jax.Array) -> jax.Array:
-    """`[N, L, E]` -> `[N]`, averaged over `n_mask` independent maskings."""
+    """`[N, L, E]` -> `[N]`, averaged over `n_mask` independent maskings. `key` is one key, or
+    one per sequence (`[..., 2]` with N rows): then each sequence's masks depend only on its own
+    key, not on which other sequences share the batch (or the device)."""
     num = sequences.shape[0]
     tiled = jnp.tile(sequences, (self.n_mask, 1, 1))
-    keep, mask = make_mask(self.mask, key, tiled.shape[0], self.seq_len, tiled.shape[-1],
-                           self.mask_ratio)
+    if key.ndim > 1:
+      keep, mask = jax.vmap(lambda k: make_mask(self.mask, k, self.n_mask, self.seq_len,
+                                                tiled.shape[-1], self.mask_ratio))(
+                                                    key.reshape(num, -1))
+      # [N, n_mask, ...] -> [n_mask * N, ...], the order of `tiled`
+      keep, mask = (x.swapaxes(0, 1).reshape((-1,) + x.shape[2:]) for x in (keep, mask))
+    else:
+      keep, mask = make_mask(self.mask, key, tiled.shape[0], self.seq_len, tiled.shape[-1],
+                             self.mask_ratio)
     inputs = tiled * (1.0 - mask) if mask.ndim == 3 else tiled  # element masks zero entries
     reconstruction = self.model.apply(params, inputs, keep)
     losses = masked_sequence_loss(reconstruction, tiled, mask, self.norm_loss)

@@ -62,9 +62,14 @@ class PPO:
 
   def act(self, params: PPOParams, obs: jax.Array,
           key: jax.Array) -> Tuple[jax.Array, jax.Array]:
-    """Samples `(action, log_prob)`; the env receives the action clipped to [-1, 1]."""
+    """Samples `(action, log_prob)`; the env receives the action clipped to [-1, 1]. `key` is one
+    key, or one per row of `obs` (`[B, 2]`)."""
     mean, log_std = self.policy.apply(params.policy, obs)
-    action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    if key.ndim == 2:
+      noise = jax.vmap(lambda k: jax.random.normal(k, mean.shape[1:]))(key)
+    else:
+      noise = jax.random.normal(key, mean.shape)
+    action = mean + jnp.exp(log_std) * noise
     return action, gaussian_log_prob(action, mean, log_std)
 
   def deterministic_action(self, params: PPOParams, obs: jax.Array) -> jax.Array:
@@ -80,17 +85,21 @@ class PPO:
     next_values = self.value(params, batch.next_obs)
     advantages, targets = compute_gae(batch.reward, values, next_values, batch.terminated,
                                       batch.done, config.discount, config.gae_lambda)
-    flat = LossInputs(obs=batch.obs, action=batch.action, log_prob=batch.log_prob, value=values,
+    data = LossInputs(obs=batch.obs, action=batch.action, log_prob=batch.log_prob, value=values,
                       advantage=advantages, value_target=targets)
-    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), flat)
-    num_samples = flat.obs.shape[0]
-    minibatch_size = num_samples // config.num_minibatches
+    # A minibatch is every env at a random subset of the time steps. Any device split of the
+    # envs then holds its share of every minibatch, and the mean of the devices' gradients is the
+    # gradient of the whole minibatch: the run does not depend on the number of devices.
+    num_steps = batch.reward.shape[0]
+    steps_per_minibatch = num_steps // config.num_minibatches
+    axis_name = parallel.active_axis(self.axis_name)
 
     def loss_fn(params, minibatch):
       policy_out = self.policy.apply(params.policy, minibatch.obs)
       value = self.value(params, minibatch.obs)
       return ppo_loss(policy_out, value, minibatch, config.clip_epsilon, config.value_clip,
-                      config.value_coef, config.entropy_coef, config.normalize_advantage)
+                      config.value_coef, config.entropy_coef, config.normalize_advantage,
+                      axis_name)
 
     def sgd_step(carry, minibatch):
       params, opt_state = carry
@@ -101,11 +110,11 @@ class PPO:
       return (optax.apply_updates(params, updates), opt_state), metrics
 
     def epoch(carry, epoch_key):
-      order = jax.random.permutation(epoch_key, num_samples)[:minibatch_size *
-                                                             config.num_minibatches]
+      order = jax.random.permutation(epoch_key, num_steps)[:steps_per_minibatch *
+                                                           config.num_minibatches]
+      order = order.reshape(config.num_minibatches, steps_per_minibatch)
       minibatches = jax.tree.map(
-          lambda x: x[order].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
-          flat)
+          lambda x: x[order].reshape((config.num_minibatches, -1) + x.shape[2:]), data)
       return jax.lax.scan(sgd_step, carry, minibatches)
 
     (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state),

@@ -1,10 +1,11 @@
 """PPO's math on time-major `[T, B]` arrays: generalized advantage estimation and the loss."""
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
+from mimex_jax import parallel
 from mimex_jax.networks.mlp import gaussian_entropy, gaussian_log_prob
 
 
@@ -49,14 +50,18 @@ class LossInputs(NamedTuple):
 
 def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: LossInputs,
              clip_epsilon: float, value_clip: bool, value_coef: float, entropy_coef: float,
-             normalize_advantage: bool = True) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+             normalize_advantage: bool = True,
+             axis_name: Optional[str] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Clipped-surrogate PPO loss from the current policy's `(mean, log_std)` and value `[N]`."""
   mean, log_std = policy_out
   log_prob = gaussian_log_prob(batch.action, mean, log_std)
   ratio = jnp.exp(log_prob - batch.log_prob)
   advantage = batch.advantage
-  if normalize_advantage:
-    advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+  if normalize_advantage:  # over the whole minibatch, all devices' shares of it
+    moments = parallel.mean_across_devices(
+        jnp.stack([advantage.mean(), jnp.square(advantage).mean()]), axis_name)
+    std = jnp.sqrt(jnp.maximum(moments[1] - jnp.square(moments[0]), 0.0))
+    advantage = (advantage - moments[0]) / (std + 1e-8)
   surrogate = jnp.minimum(ratio * advantage,
                           jnp.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantage)
   policy_loss = -surrogate.mean()
