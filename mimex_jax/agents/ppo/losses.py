@@ -58,10 +58,11 @@ def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: L
   ratio = jnp.exp(log_prob - batch.log_prob)
   advantage = batch.advantage
   if normalize_advantage:  # over the whole minibatch, all devices' shares of it
-    moments = parallel.mean_across_devices(
-        jnp.stack([advantage.mean(), jnp.square(advantage).mean()]), axis_name)
-    std = jnp.sqrt(jnp.maximum(moments[1] - jnp.square(moments[0]), 0.0))
-    advantage = (advantage - moments[0]) / (std + 1e-8)
+    # Two passes (mean, then spread around it): E[x^2] - E[x]^2 loses the variance to
+    # rounding when the mean is large, and PPO then stopped learning.
+    mean = parallel.mean_across_devices(advantage.mean(), axis_name)
+    std = jnp.sqrt(parallel.mean_across_devices(jnp.square(advantage - mean).mean(), axis_name))
+    advantage = (advantage - mean) / (std + 1e-8)
   surrogate = jnp.minimum(ratio * advantage,
                           jnp.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantage)
   policy_loss = -surrogate.mean()
