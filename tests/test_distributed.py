@@ -68,6 +68,16 @@ def _records(workdir):
   return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(workdir)]
 
 
+def _assert_same_curve(workdir, reference, rtol, atol):
+  """Every logged number of `workdir` (timing aside) equals the one of `reference`."""
+  records, expected = _records(workdir), _records(reference)
+  assert [r["step"] for r in records] == [r["step"] for r in expected]
+  for a, b in zip(records, expected):
+    for key, value in b.items():
+      if isinstance(value, float):
+        np.testing.assert_allclose(a[key], value, rtol=rtol, atol=atol, err_msg=key)
+
+
 def test_two_processes_train_what_one_process_with_two_devices_trains(repo_root, uninterrupted,
                                                                        tmp_path):
   workdir = str(tmp_path / "two_processes")
@@ -114,12 +124,7 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(repo_root,
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6,
                                err_msg=jax.tree_util.keystr(path))
   # Only process 0 wrote metrics, and they are the one-process run's.
-  two_records, one_records = _records(workdir), _records(uninterrupted)
-  assert [r["step"] for r in two_records] == [r["step"] for r in one_records]
-  for a, b in zip(two_records, one_records):
-    for key, value in b.items():
-      if isinstance(value, float):
-        np.testing.assert_allclose(a[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+  _assert_same_curve(workdir, uninterrupted, rtol=1e-4, atol=1e-6)
 
 
 def _by_env(env_leaf):
@@ -139,12 +144,7 @@ def test_one_device_trains_what_two_devices_train(repo_root, uninterrupted, tmp_
   two = checkpoint_lib.read_arrays(os.path.join(uninterrupted, "checkpoints"), UPDATES)
   assert jax.tree.leaves(one["params"])[0].shape[0] == 1
   # The same learning curve, up to the order of floating-point sums.
-  one_records, two_records = _records(workdir), _records(uninterrupted)
-  assert [r["step"] for r in one_records] == [r["step"] for r in two_records]
-  for a, b in zip(one_records, two_records):
-    for key, value in b.items():
-      if isinstance(value, float):
-        np.testing.assert_allclose(a[key], value, rtol=2e-3, atol=1e-4, err_msg=key)
+  _assert_same_curve(workdir, uninterrupted, rtol=2e-3, atol=1e-4)
   # The same parameters, and the same envs in the same states.
   learned = lambda state: {"params": state["params"], "opt_state": state["opt_state"],  # noqa
                            "normalizer": state["normalizer"],
