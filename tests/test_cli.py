@@ -65,6 +65,10 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
      "num_seeds=2 with intrinsic.kind=icm deadlocks XLA on CPU"),
     ("--config.intrinsic.mask=diagonal", "intrinsic.mask='diagonal' is invalid"),
     ("--config.checkpoint.max_to_keep=0", "checkpoint.max_to_keep=0 is invalid"),
+    ("--config.distributed=3", "Non-boolean argument to boolean flag"),
+    ("--config.ppo.num_minibatches=3", "ppo.num_minibatches=3 does not divide unroll_length"),
+    # No coordinator, no cluster JAX knows: one line naming the variables to set.
+    ("--config.distributed=True", "set JAX_COORDINATOR_ADDRESS"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tmp_path):
   result = _train(repo_root, *override.split(), workdir=str(tmp_path / "bad"))
