@@ -69,6 +69,9 @@ _COMMON_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("intrinsic.mask", lambda x: x in MASK_KINDS, f"one of {MASK_KINDS}"),
     ("intrinsic.mask_ratio", lambda x: _nonneg_number(x) and x < 1, "0 <= mask_ratio < 1"),
     ("intrinsic.n_mask", _positive_int, "an integer >= 1"),
+    ("intrinsic.window_end", lambda x: x in ("obs", "next_obs"), "obs or next_obs"),
+    ("intrinsic.train_fraction", lambda x: _positive_number(x) and x <= 1,
+     "a number with 0 < train_fraction <= 1"),
     ("intrinsic.learning_rate", _positive_number, "a number > 0"),
     ("intrinsic.embedding", lambda x: x in ("obs", "random_projection"),
      "obs or random_projection"),
@@ -138,6 +141,7 @@ _DRQ_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("drq.random_frames", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
     ("drq.learning_starts", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
     ("drq.intrinsic_features", lambda x: x in ("encoder", "trunk"), "encoder or trunk"),
+    ("drq.augment_intrinsic", lambda x: isinstance(x, bool), "True or False"),
 ]
 
 # Largest num_seeds that ran on XLA's CPU backend (jax 0.10.2, 2 cores): more vmapped seeds of

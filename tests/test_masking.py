@@ -49,7 +49,7 @@ def test_loss_counts_only_masked_positions():
 
 def test_norm_loss_normalizes_each_target_position():
   target = jnp.array([[[1.0, 2.0, 3.0, 4.0]]])
-  normalized = (target - 2.5) / jnp.sqrt(1.25 + 1e-6)
+  normalized = (target - 2.5) / jnp.sqrt(5.0 / 3.0 + 1e-6)  # sample variance, as the reference
   loss = masked_sequence_loss(normalized, target, jnp.ones((1, 1)), norm_loss=True)
   np.testing.assert_allclose(loss, [0.0], atol=1e-10)
 

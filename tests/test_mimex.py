@@ -80,3 +80,112 @@ def test_random_projection_embedding_keeps_padding_zero():
   assert embedded.shape == (2, 3, 4)
   np.testing.assert_array_equal(embedded[:, 0], 0.0)
   assert float(jnp.abs(embedded[:, 1:]).sum()) > 0
+
+
+def test_train_fraction_still_scores_unseen_sequences_above_familiar_ones():
+  """Trained on a quarter of each batch, the model still tells familiar from novel."""
+  mimex = Mimex(obs_size=4, seq_len=5, mask_ratio=0.6, learning_rate=1e-3, train_fraction=0.25,
+                model_kwargs=SMALL)
+  state = mimex.init(jax.random.PRNGKey(0), num_envs=1)
+
+  @jax.jit
+  def train(state, key):
+    def body(state, step_key):
+      data_key, mask_key = jax.random.split(step_key)
+      # 256 sequences as a rollout of 8 steps x 32 envs: 2 steps of each env train.
+      state, _, loss = mimex.train_on_sequences(state, _familiar(data_key, 256), mask_key,
+                                                steps=8)
+      return state, loss
+    return jax.lax.scan(body, state, jax.random.split(key, 300))
+
+  state, losses = train(state, jax.random.PRNGKey(1))
+  assert losses[-20:].mean() < 0.2 * losses[:20].mean()
+  score = jax.jit(mimex.score_sequences)
+  familiar = score(state, _familiar(jax.random.PRNGKey(2), 512), jax.random.PRNGKey(3))
+  novel = score(state, _novel(jax.random.PRNGKey(4), 512), jax.random.PRNGKey(3))
+  assert float(novel.mean()) > 5 * float(familiar.mean())
+  assert float(jnp.mean(novel > jnp.median(familiar))) > 0.95
+
+
+def _rollout_batch(steps=8, envs=6, dim=3, seed=1):
+  obs = jax.random.normal(jax.random.PRNGKey(seed), (steps, envs, dim))
+  done = jnp.zeros((steps, envs)).at[3, 2].set(1.0)
+  return IntrinsicBatch(obs=obs, action=jnp.zeros((steps, envs, 1)), next_obs=obs + 1.0,
+                        done=done)
+
+
+def test_train_fraction_scores_every_row_with_the_pre_update_parameters():
+  steps, envs = 8, 6
+  batch = _rollout_batch(steps, envs)
+  keys = jax.random.split(jax.random.PRNGKey(7), steps * envs).reshape(steps, envs, 2)
+  mimex = Mimex(obs_size=3, seq_len=4, mask_ratio=0.5, train_fraction=0.25, model_kwargs=SMALL)
+  state = mimex.init(jax.random.PRNGKey(0), num_envs=envs)
+  scored = mimex.reward(state, batch, keys)
+  new_state, reward, metrics = jax.jit(mimex.update)(state, batch, keys)
+  np.testing.assert_allclose(reward, scored, rtol=1e-5)
+
+  # The trained rows: 2 of 8 steps in every env column, and the loss is their mean.
+  order = mimex._training_order(keys.reshape(-1, 2), steps * envs, steps)
+  trained = np.asarray(order[:2]).reshape(-1)
+  assert sorted(trained % envs) == sorted(list(range(envs)) * 2)
+  np.testing.assert_allclose(metrics["intrinsic_loss"],
+                             np.asarray(reward).reshape(-1)[trained].mean(), rtol=1e-5)
+
+  # The gradient step is the one of the trained rows alone.
+  full = Mimex(obs_size=3, seq_len=4, mask_ratio=0.5, model_kwargs=SMALL)
+  sequences, _, _ = mimex._windows(state, batch)
+  expected_state, _, subset_loss = full.train_on_sequences(state, sequences[trained],
+                                                           keys.reshape(-1, 2)[trained])
+  np.testing.assert_allclose(subset_loss, metrics["intrinsic_loss"], rtol=1e-5)
+  # Adam's first step is about +-lr wherever the gradient is not tiny; compare those entries
+  # (where the gradient is near Adam's eps, rounding decides the step).
+  got = np.concatenate([np.ravel(a - b) for a, b in zip(jax.tree.leaves(new_state.params),
+                                                        jax.tree.leaves(state.params))])
+  want = np.concatenate([np.ravel(a - b) for a, b in zip(jax.tree.leaves(expected_state.params),
+                                                         jax.tree.leaves(state.params))])
+  firm = np.abs(want) > 0.5e-4
+  assert firm.mean() > 0.5
+  agree = np.isclose(got[firm], want[firm], rtol=1e-3, atol=0)
+  assert agree.mean() > 0.999, f"{(~agree).sum()} of {agree.size} parameter steps differ"
+  # Training on every row would have moved the parameters differently.
+  all_rows, _, _ = full.train_on_sequences(state, sequences, keys.reshape(-1, 2))
+  moved = np.concatenate([np.ravel(a - b) for a, b in zip(jax.tree.leaves(all_rows.params),
+                                                          jax.tree.leaves(state.params))])
+  assert np.abs(moved[firm] - want[firm]).max() > 1e-5
+
+
+def test_which_rows_train_depends_on_each_env_s_own_keys_only():
+  """Half the envs (one device's share) pick the same training steps as in the whole batch."""
+  steps, envs = 8, 6
+  keys = jax.random.split(jax.random.PRNGKey(7), steps * envs).reshape(steps, envs, 2)
+  mimex = Mimex(obs_size=3, seq_len=4, train_fraction=0.5, model_kwargs=SMALL)
+  whole = np.asarray(mimex._training_order(keys.reshape(-1, 2), steps * envs, steps))
+  half = np.asarray(mimex._training_order(keys[:, 3:].reshape(-1, 2), steps * 3, steps))
+  # Row indices -> (step, env); the steps each env trains on must agree.
+  np.testing.assert_array_equal(whole[:4, 3:] // envs, half[:4] // 3)
+
+
+@pytest.mark.parametrize("window_end", ["obs", "next_obs"])
+def test_window_layouts_at_episode_starts_and_ends(window_end):
+  """One env, seq_len 3. obs = 1..6; the episode ends with step 2 (next_obs 30, a terminal
+  observation never acted on) and step 3 acts in the new episode's first observation 4."""
+  obs = jnp.array([1.0, 2, 3, 4, 5, 6])[:, None, None]
+  next_obs = jnp.array([2.0, 3, 30, 5, 6, 7])[:, None, None]
+  done = jnp.array([0, 0, 1, 0, 0, 0.0])[:, None]
+  batch = IntrinsicBatch(obs=obs, action=jnp.zeros((6, 1, 1)), next_obs=next_obs, done=done)
+  mimex = Mimex(obs_size=1, seq_len=3, window_end=window_end, model_kwargs=SMALL)
+  state = mimex.init(jax.random.PRNGKey(0), num_envs=1)
+  windows, history, _ = mimex._windows(state, batch)
+  if window_end == "obs":  # the reference's: step t is scored by the window ending at obs_t
+    expected = [[0, 0, 1], [0, 1, 2], [1, 2, 3], [0, 0, 4], [0, 4, 5], [4, 5, 6]]
+    np.testing.assert_array_equal(history[:, 0, 0], [5, 6])
+  else:  # ending at the observation reached: the new episode's first observation never shows
+    expected = [[0, 0, 2], [0, 2, 3], [2, 3, 30], [0, 0, 5], [0, 5, 6], [5, 6, 7]]
+    np.testing.assert_array_equal(history[:, 0, 0], [6, 7])
+  np.testing.assert_array_equal(windows[..., 0], expected)
+  # The next rollout continues the episode: its first window starts with the carried history.
+  follow = IntrinsicBatch(obs=jnp.full((1, 1, 1), 7.0), action=jnp.zeros((1, 1, 1)),
+                          next_obs=jnp.full((1, 1, 1), 8.0), done=jnp.zeros((1, 1)))
+  state = state.replace(history=history, history_done=jnp.zeros((2, 1)))
+  windows, _, _ = mimex._windows(state, follow)
+  np.testing.assert_array_equal(windows[0, :, 0], [5, 6, 7] if window_end == "obs" else [6, 7, 8])

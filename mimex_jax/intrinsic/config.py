@@ -20,7 +20,14 @@ def default_config() -> config_dict.ConfigDict:
   block.learning_rate = 1e-4
   block.embedding = "obs"  # obs (normalized observation) | random_projection
   block.embedding_dim = 64  # width of the random projection
-  block.norm_loss = False
+  block.norm_loss = False  # standardize each target position (sample variance, as reference)
+  # Which window scores step t: the seq_len observations ending at `obs` (the one the action was
+  # taken in; the reference's, in its PPO and its DrQ replay) or at `next_obs` (the one it led
+  # to, so the reward depends on the action). See README "MIMEx" for the evidence behind it.
+  block.window_end = "obs"
+  # Share of the rollout's sequences the model trains on each update (1.0: all, the reference).
+  # Every sequence is still scored, by a forward pass with the same pre-update parameters.
+  block.train_fraction = 1.0
   block.use_cls = True
   # Transformer sizes: the reference is 128 wide with 4 encoder blocks; on 2 CPU cores that alone
   # costs more than the environment, so the CPU default is 64 wide with 2 blocks.
