@@ -91,12 +91,33 @@ def time_fused_step(config, repeats, warmup_calls=0):
   return first, per_call, steps_per_update
 
 
-def training(env_name, batch, kind, repeats, num_seeds=1):
-  """Env steps per second of the trainer's own fused step, over all `num_seeds` seeds."""
+def parse_variants(specs):
+  """`NAME=KIND:key=value,key=value` -> {NAME: (KIND, {key: value})} (intrinsic keys)."""
+  variants = {}
+  for spec in specs:
+    name, _, rest = spec.partition("=")
+    kind, _, pairs = rest.partition(":")
+    if not name or not kind:
+      raise SystemExit(f"--variant {spec!r}: expected NAME=KIND:key=value,key=value")
+    overrides = {}
+    for pair in filter(None, pairs.split(",")):
+      key, _, value = pair.partition("=")
+      overrides[key] = json.loads(value) if value[:1] in "0123456789-[tf" else value
+    variants[name] = (kind, overrides)
+  return variants
+
+
+def training(env_name, batch, kind, repeats, num_seeds=1, overrides=None):
+  """Env steps per second of the trainer's own fused step, over all `num_seeds` seeds.
+  `overrides`: intrinsic config keys to change."""
   config = ppo_configs.get_config()
   config.env.name = env_name
   config.num_envs = batch
   config.intrinsic.kind = kind
+  for key, value in (overrides or {}).items():
+    if key not in config.intrinsic:
+      raise SystemExit(f"--variant: intrinsic.{key} is not a config key")
+    config.intrinsic[key] = value
   config.num_seeds = num_seeds
   first, per_call, steps_per_update = time_fused_step(config, repeats)
   return first, steps_per_update * num_seeds / per_call
@@ -186,6 +207,9 @@ def main():
   parser.add_argument("--env", default="CartpoleBalanceSparse")
   parser.add_argument("--batch_sizes", default="64,256,1024")
   parser.add_argument("--kinds", default="none,mimex", help="intrinsic kinds to train with")
+  parser.add_argument("--variant", action="append", default=[],
+                      help="NAME=KIND:key=value,... a named bonus with intrinsic keys changed, "
+                           "usable in --kinds (e.g. cheap=mimex:train_fraction=0.25)")
   parser.add_argument("--seeds", default="1", help="num_seeds values, e.g. 1,2,5 (vmapped)")
   parser.add_argument("--repeats", type=int, default=10, help="timed calls after the compile")
   parser.add_argument("--peers", action="store_true",
@@ -207,24 +231,31 @@ def main():
                  "rows": rows}, f, indent=2)
     print(f"wrote {args.out}")
     return
+  variants = parse_variants(args.variant)
   rows = []
-  header = (f"{'mode':<16}{'batch':>7}{'seeds':>6}{'steps/s':>12}{'compile s':>11}"
-            f"{'vs raw':>8}")
+  header = (f"{'mode':<22}{'batch':>7}{'seeds':>6}{'steps/s':>12}{'compile s':>11}"
+            f"{'vs raw':>8}{'vs ppo':>8}")
   print(header)
   for batch in batches:
     compile_s, raw = raw_env(args.env, batch, unroll_length, args.repeats)
     rows.append({"mode": "raw_env", "batch": batch, "steps_per_second": raw,
                  "compile_seconds": compile_s})
-    print(f"{'raw_env':<16}{batch:>7}{'':>6}{raw:>12,.0f}{compile_s:>11.1f}{1.0:>8.2f}",
+    print(f"{'raw_env':<22}{batch:>7}{'':>6}{raw:>12,.0f}{compile_s:>11.1f}{1.0:>8.2f}",
           flush=True)
-    for kind in args.kinds.split(","):
+    ppo_sps = {}
+    for name in args.kinds.split(","):
+      kind, overrides = variants.get(name, (name, {}))
       for num_seeds in (int(n) for n in args.seeds.split(",")):
-        compile_s, sps = training(args.env, batch, kind, args.repeats, num_seeds)
-        mode = "ppo" if kind == "none" else f"ppo+{kind}"
+        compile_s, sps = training(args.env, batch, kind, args.repeats, num_seeds, overrides)
+        mode = "ppo" if name == "none" else f"ppo+{name}"
+        if name == "none":
+          ppo_sps[num_seeds] = sps
+        ratio = sps / ppo_sps[num_seeds] if num_seeds in ppo_sps else float("nan")
         rows.append({"mode": mode, "batch": batch, "num_seeds": num_seeds,
-                     "steps_per_second": sps, "compile_seconds": compile_s})
-        print(f"{mode:<16}{batch:>7}{num_seeds:>6}{sps:>12,.0f}{compile_s:>11.1f}"
-              f"{sps / raw:>8.2f}", flush=True)
+                     "intrinsic": {"kind": kind, **overrides}, "steps_per_second": sps,
+                     "vs_ppo": ratio, "compile_seconds": compile_s})
+        print(f"{mode:<22}{batch:>7}{num_seeds:>6}{sps:>12,.0f}{compile_s:>11.1f}"
+              f"{sps / raw:>8.2f}{ratio:>8.3f}", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump({"env": args.env, "unroll_length": unroll_length, "machine": machine,

@@ -2,6 +2,8 @@ r"""Where the time of one fused PPO step goes: its stages timed one by one, with
 
   python experiments/profile_step.py                     # CartpoleBalanceSparse, B = 256, MIMEx
   python experiments/profile_step.py --kinds=none,mimex,rnd,icm --batch=1024
+  python experiments/profile_step.py --kinds=none,mimex,cheap \
+      --variant=cheap=mimex:train_fraction=0.25,embed_dim=32,decoder_embed_dim=32
 
 Stages (each jitted alone on one device, the fused step's own functions and shapes):
   env + policy        the rollout: `unroll_length` steps of every env with PPO's sampling policy
@@ -32,6 +34,9 @@ from mimex_jax.intrinsic import IntrinsicBatch  # noqa: E402
 from mimex_jax.rollout import unroll  # noqa: E402
 from mimex_jax.train import build, enable_compilation_cache, seeded_training  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark import parse_variants  # noqa: E402
+
 
 def _per_call(fn, *args, repeats):
   """Seconds per call after a compiling call."""
@@ -49,9 +54,11 @@ def _on_one_device(fn):
   return lambda *args: mapped(*jax.tree.map(lambda x: x[None], args))
 
 
-def profile(env_name: str, batch: int, kind: str, repeats: int):
+def profile(env_name: str, batch: int, kind: str, repeats: int, overrides=None):
   config = ppo_configs.get_config()
   config.env.name, config.num_envs, config.intrinsic.kind = env_name, batch, kind
+  for key, value in (overrides or {}).items():
+    config.intrinsic[key] = value
   config.num_seeds = 1
   _, fused, steps_per_update, _ = build(config)
   key = jax.random.PRNGKey(0)
@@ -105,19 +112,24 @@ def main():
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--kinds", default="none,mimex")
   parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--variant", action="append", default=[],
+                      help="NAME=KIND:key=value,... as in benchmark.py")
   parser.add_argument("--out", default="experiments/results/profile_step.json")
   args = parser.parse_args()
+  variants = parse_variants(args.variant)
   enable_compilation_cache()
   print(f"{jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores, jax {jax.__version__}; "
         f"{args.env}, {args.batch} envs, one device")
   rows = []
-  for kind in args.kinds.split(","):
-    fused_seconds, steps, seconds = profile(args.env, args.batch, kind, args.repeats)
+  for name in args.kinds.split(","):
+    kind, overrides = variants.get(name, (name, {}))
+    fused_seconds, steps, seconds = profile(args.env, args.batch, kind, args.repeats, overrides)
     shares = {k: v / fused_seconds for k, v in seconds.items()}
-    rows.append({"kind": kind, "fused_step_seconds": fused_seconds,
+    rows.append({"kind": name, "intrinsic": {"kind": kind, **overrides},
+                 "fused_step_seconds": fused_seconds,
                  "steps_per_second": steps / fused_seconds, "stage_seconds": seconds,
                  "stage_shares": shares})
-    print(f"\nPPO + {kind}: {fused_seconds * 1e3:.1f} ms per fused step "
+    print(f"\nPPO + {name}: {fused_seconds * 1e3:.1f} ms per fused step "
           f"({steps / fused_seconds:,.0f} env steps/s)")
     for name, value in seconds.items():
       print(f"  {name:<18}{value * 1e3:>9.1f} ms {shares[name]:>7.1%}")

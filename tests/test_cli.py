@@ -22,7 +22,9 @@ def _train(repo_root, *args, workdir=None):
 @pytest.fixture(scope="module")
 def smoke_run(repo_root, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("smoke")
-  result = _train(repo_root, workdir=str(workdir))
+  # The MIMEx levers away from their defaults (the default path trains in other tests).
+  result = _train(repo_root, "--config.intrinsic.window_end=next_obs",
+                  "--config.intrinsic.train_fraction=0.25", workdir=str(workdir))
   return result, workdir
 
 
@@ -43,6 +45,8 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
   config = json.loads((workdir / "config.json").read_text())
   assert config["intrinsic"]["kind"] == "mimex" and config["num_envs"] == 16
+  assert config["intrinsic"]["window_end"] == "next_obs"
+  assert config["intrinsic"]["train_fraction"] == 0.25
   png = (workdir / "learning_curve.png").read_bytes()
   assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
   # The progress bar reports env steps, throughput and the episode numbers.
@@ -64,6 +68,9 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.intrinsic.kind=icm --config.num_seeds=2",
      "num_seeds=2 with intrinsic.kind=icm deadlocks XLA on CPU"),
     ("--config.intrinsic.mask=diagonal", "intrinsic.mask='diagonal' is invalid"),
+    ("--config.intrinsic.window_end=action", "intrinsic.window_end='action' is invalid"),
+    ("--config.intrinsic.train_fraction=0", "intrinsic.train_fraction=0.0 is invalid"),
+    ("--config.intrinsic.train_fraction=1.5", "intrinsic.train_fraction=1.5 is invalid"),
     ("--config.checkpoint.max_to_keep=0", "checkpoint.max_to_keep=0 is invalid"),
     ("--config.distributed=3", "Non-boolean argument to boolean flag"),
     ("--config.ppo.num_minibatches=3", "ppo.num_minibatches=3 does not divide unroll_length"),
