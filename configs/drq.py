@@ -102,6 +102,9 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   # What the bonus sees of an observation: encoder (the conv features, detached, the
   # reference's default) | trunk (the actor's feature_dim-wide trunk output)
   config.drq.intrinsic_features = "encoder"
+  # Shift each sampled MIMEx sequence (pixels) by one random pad-`aug_pad` shift shared by its
+  # frames before embedding it, as the reference does; False embeds the frames unshifted.
+  config.drq.augment_intrinsic = True
 
   config.intrinsic = intrinsic_config.default_config()
   # The reference's MIMEx on DMC: exploration length 5, mask ratio 0.7, 128-wide, 4 blocks.

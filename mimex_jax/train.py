@@ -101,11 +101,13 @@ def _build_drq(config: Any):
                   else drq.feature_size)
   bonus = intrinsic.make(config.intrinsic, feature_size, env.action_size, parallel.AXIS)
   frame_stack = config.env.pixels.frame_stack if config.env.obs_type == "pixels" else 1
+  # MIMEx reads windows ending where intrinsic.window_end says; RND and ICM read next_obs only.
+  mimex = config.intrinsic.kind == "mimex"
   buffer = ReplayBuffer(
       config.replay.capacity // num_devices, envs_per_device, env.observation_shape,
       drq.obs_dtype, env.action_size, frame_stack=frame_stack, n_step=config.drq.n_step,
-      discount=config.drq.discount,
-      seq_len=config.intrinsic.seq_len if config.intrinsic.kind == "mimex" else 1)
+      discount=config.drq.discount, seq_len=config.intrinsic.seq_len if mimex else 1,
+      context_end=config.intrinsic.window_end if mimex else "next_obs")
   fused = DrQFusedStep(
       vector_env, drq, buffer, bonus, env_steps=config.env_steps,
       updates=config.updates_per_step, batch_size=config.drq.batch_size // num_devices,
@@ -114,6 +116,7 @@ def _build_drq(config: Any):
       std_final=config.drq.std_final, std_duration=config.drq.std_duration,
       k_expl=config.intrinsic.k_expl, anneal_k_expl=config.intrinsic.anneal,
       total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features,
+      augment_intrinsic=config.drq.augment_intrinsic,
       unroll_loops=jax.default_backend() == "cpu")
   return eval_env, fused, steps_per_update, total_updates
 

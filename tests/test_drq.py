@@ -1,10 +1,12 @@
-"""DrQ-v2: augmentation bounds, the bonus fed replayed sequences, the fused step on two devices,
-learning from states, and a pixel run end to end through the CLI."""
+"""DrQ-v2: augmentation bounds (one shift per MIMEx sequence), the bonus fed replayed sequences,
+the fused step on two devices, learning from states, and a pixel run end to end through the
+CLI."""
 
 import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 from conftest import ENV
 import jax
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 
 from mimex_jax import parallel
-from mimex_jax.agents.drq import random_shift
+from mimex_jax.agents.drq import DrQFusedStep, Sample, random_shift
+from mimex_jax.agents.drq.augment import random_shift_sequences
+from mimex_jax.config_checks import ConfigError, check
 from mimex_jax.evaluate import make_evaluator
 from mimex_jax.intrinsic import IntrinsicBatch, Mimex
 from mimex_jax.intrinsic.sequences import trailing_windows
@@ -44,6 +48,86 @@ def test_random_shift_moves_each_image_by_at_most_the_pad():
   assert {min(dys), max(dys), min(dxs), max(dxs)} == {-4, 4}  # the whole range is used
   assert len(set(shifts)) > 40  # of the 81 possible shifts
   np.testing.assert_array_equal(random_shift(jax.random.PRNGKey(0), images, pad=0), images)
+
+
+class _FlatEncoder:
+  """Stands in for DrQ in `DrQFusedStep._bonus`: its features are the pixels, flattened."""
+
+  def __init__(self, pixels, aug_pad=4):
+    self.pixels = pixels
+    self.config = SimpleNamespace(aug_pad=aug_pad)
+
+  def features(self, params, obs):
+    return obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+
+
+class _RecordingBonus:
+  """Stands in for the intrinsic reward: hands back the batch and key it was given."""
+
+  def update(self, state, batch, key):
+    return (batch, key), jnp.zeros(batch.obs.shape[:2]), {}
+
+
+def _bonus_inputs(sample, pixels=True, augment=True, key=jax.random.PRNGKey(5)):
+  fused = DrQFusedStep(None, _FlatEncoder(pixels), None, _RecordingBonus(), env_steps=1,
+                       updates=1, batch_size=1, frames_per_update=1, random_frames=0,
+                       learning_starts=0, std_initial=1.0, std_final=0.1, std_duration=1,
+                       k_expl=0.0, anneal_k_expl=False, total_updates=1,
+                       augment_intrinsic=augment)
+  (batch, used_key), _, _ = jax.jit(fused._bonus)(None, None, sample, key)
+  return jax.device_get(batch), used_key
+
+
+def _dot_sequences(num, length, size=16):
+  """`[num, length, size, size, 2]` uint8: frame k of every sequence has one lit pixel at
+  (6 + k, 5 + 2 k), at least the pad of 4 away from the border, so a shift is read off it."""
+  frames = np.zeros((num, length, size, size, 2), np.uint8)
+  for k in range(length):
+    frames[:, k, 6 + k, 5 + 2 * k] = 200
+  return frames
+
+
+def test_mimex_sequences_get_one_shift_shared_by_their_frames():
+  num, length, size = 32, 3, 16
+  context = _dot_sequences(num, length, size)
+  obs = context[:, -1]
+  sample = Sample(obs=jnp.asarray(obs), action=jnp.zeros((num, 1)), reward=jnp.zeros(num),
+                  discount=jnp.ones(num), bootstrap_obs=jnp.asarray(obs),
+                  next_obs=jnp.asarray(obs), context=jnp.asarray(context),
+                  context_valid=jnp.ones((num, length)), valid=jnp.ones(num))
+  key = jax.random.PRNGKey(5)
+  batch, used_key = _bonus_inputs(sample, key=key)
+  shifted = batch.context[0].reshape(context.shape)
+  shifts = []
+  for i in range(num):
+    moves = set()
+    for k in range(length):
+      ys, xs = np.nonzero(shifted[i, k, :, :, 0])
+      assert len(ys) == 1  # moved whole, not smeared
+      dy, dx = ys[0] - (6 + k), xs[0] - (5 + 2 * k)
+      assert abs(dy) <= 4 and abs(dx) <= 4
+      np.testing.assert_array_equal(shifted[i, k], np.roll(context[i, k], (dy, dx), (0, 1)))
+      moves.add((dy, dx))
+    assert len(moves) == 1, f"sequence {i}: its frames moved differently: {moves}"
+    shifts.append(moves.pop())
+  assert len(set(shifts)) > 10  # each sequence draws its own shift (of 81)
+  # obs and next_obs (what RND and ICM read) are not shifted; the MIMEx draws get their own key.
+  np.testing.assert_array_equal(batch.obs[0], obs.reshape(num, -1))
+  np.testing.assert_array_equal(batch.next_obs[0], obs.reshape(num, -1))
+  assert not np.array_equal(used_key, key)
+  again, _ = _bonus_inputs(sample, key=key)
+  np.testing.assert_array_equal(again.context, batch.context)  # the same key, the same shifts
+
+  # Off, or from states: the context reaches the encoder as sampled, and the key is untouched.
+  for pixels, augment in ((True, False), (False, True)):
+    batch, used_key = _bonus_inputs(sample, pixels=pixels, augment=augment, key=key)
+    np.testing.assert_array_equal(batch.context[0].reshape(context.shape), context)
+    np.testing.assert_array_equal(used_key, key)
+
+  np.testing.assert_array_equal(
+      random_shift_sequences(key, jnp.asarray(context), pad=0), context)
+  with pytest.raises(ValueError, match="N, T, H, W, C"):
+    random_shift_sequences(key, jnp.asarray(context[0]))
 
 
 def test_mimex_scores_given_contexts_as_it_scores_rollout_windows():
@@ -86,9 +170,13 @@ def _state_config(drq_configs):
   return config
 
 
-def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs):
+@pytest.mark.parametrize("window_end", ["obs", "next_obs"])
+def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs, window_end):
   assert jax.local_device_count() == 2, "conftest forces two CPU devices"
-  _, fused, frames_per_update, _ = build(_state_config(drq_configs))
+  config = _state_config(drq_configs)
+  config.intrinsic.window_end = window_end
+  _, fused, frames_per_update, _ = build(config)
+  assert fused.buffer.context_end == window_end and fused.buffer.seq_len == 5
   traces = []
 
   def counted(state, key):
@@ -208,6 +296,23 @@ def test_pixel_smoke_run_end_to_end_and_exact_resume(repo_root, tmp_path):
   obs = jnp.zeros((3, 24, 24, 9), jnp.uint8)
   action = np.asarray(policy(obs))
   assert action.shape == (3, 1) and np.all(np.abs(action) <= 1)
+
+
+def test_rnd_reads_next_obs_contexts_whatever_the_window_end(drq_configs):
+  config = _state_config(drq_configs)
+  config.intrinsic.kind = "rnd"
+  config.intrinsic.window_end = "obs"
+  _, fused, _, _ = build(config)
+  assert fused.buffer.context_end == "next_obs" and fused.buffer.seq_len == 1
+
+
+def test_augment_intrinsic_must_be_a_bool(drq_configs):
+  config = drq_configs.get_config("smoke")
+  check(config, 2)
+  config.drq = {**config.drq.to_dict(), "augment_intrinsic": "yes"}
+  with pytest.raises(ConfigError, match=r"^config key drq.augment_intrinsic='yes' is invalid; "
+                                        r"allowed: True or False$"):
+    check(config, 2)
 
 
 @pytest.mark.parametrize("override,expected", [

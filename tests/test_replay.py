@@ -1,5 +1,6 @@
 """The on-device replay buffer: n-step targets against hand values, frame stacks and MIMEx
-contexts rebuilt exactly from frames stored once, padding at episode starts, and wrapping."""
+contexts (ending at obs or at next_obs) rebuilt exactly from frames stored once, padding at
+episode starts, and wrapping."""
 
 import functools
 
@@ -86,12 +87,13 @@ class SyntheticRun:
     return state
 
 
-def test_samples_rebuild_stacks_targets_and_contexts_exactly():
+@pytest.mark.parametrize("context_end", ["obs", "next_obs"])
+def test_samples_rebuild_stacks_targets_and_contexts_exactly(context_end):
   run = SyntheticRun()
   seq_len, n_step, discount = 4, 2, 0.9
   buffer = ReplayBuffer(capacity=3 * 20, num_envs=3, obs_shape=(3,), obs_dtype=jnp.float32,
                         action_size=2, frame_stack=3, n_step=n_step, discount=discount,
-                        seq_len=seq_len)
+                        seq_len=seq_len, context_end=context_end)
   state = run.fill(buffer)  # 70 steps into 20 slots: wrapped more than three times
   sample = jax.device_get(jax.jit(functools.partial(buffer.sample, batch_size=600))(
       state, jax.random.PRNGKey(1)))
@@ -116,18 +118,70 @@ def test_samples_rebuild_stacks_targets_and_contexts_exactly():
       np.testing.assert_array_equal(sample.bootstrap_obs[i], run.obs(t + n_step, e))
     reached = t if run.terminated[t, e] else t + 1
     np.testing.assert_array_equal(sample.next_obs[i], run.obs(reached, e))
+    end = t if context_end == "obs" else reached
     for j in range(seq_len):
-      step = reached - (seq_len - 1 - j)
-      inside = step >= run.start[reached, e]
+      step = end - (seq_len - 1 - j)
+      inside = step >= run.start[end, e]
       assert sample.context_valid[i, j] == float(inside)
       expected = run.obs(step, e) if inside else np.zeros(3)
       np.testing.assert_array_equal(sample.context[i, j], expected)
       # No frame of another episode (or env) anywhere in the context.
       for value in sample.context[i, j][sample.context[i, j] > 0]:
         step_of, env_of = divmod(int(value) - 1, run.envs)
-        assert env_of == e and run.start[step_of, e] == run.start[reached, e]
+        assert env_of == e and run.start[step_of, e] == run.start[end, e]
   assert len(seen_steps) > 10  # the draw covers the buffer, not a few slots
   assert 0 < sample.valid.mean() < 1  # the run has windows cut by the time limit
+
+
+# One env, frame t is the number t + 1. Episodes: steps 0-2 (step 2 terminates: its next
+# observation is never stored), steps 3-4 (step 4 hits the time limit: its next observation is
+# replaced by the next episode's first one, frame 6), steps 5-9. With seq_len 3 and n_step 1,
+# steps 2..8 are sampleable. Per step: (context, context_valid) for each end, and next_obs.
+_HAND_CONTEXTS = {
+    "obs": {
+        2: ([1, 2, 3], [1, 1, 1]),  # the episode's third step: no padding
+        3: ([0, 0, 4], [0, 0, 1]),  # an episode start: two padded positions
+        4: ([0, 4, 5], [0, 1, 1]),  # nothing of the previous episode (frame 3) leaks in
+        5: ([0, 0, 6], [0, 0, 1]),
+        6: ([0, 6, 7], [0, 1, 1]),
+        7: ([6, 7, 8], [1, 1, 1]),
+        8: ([7, 8, 9], [1, 1, 1]),
+    },
+    "next_obs": {
+        2: ([1, 2, 3], [1, 1, 1]),  # terminated: ends at the last stored observation itself
+        3: ([0, 4, 5], [0, 1, 1]),
+        4: ([0, 0, 6], [0, 0, 1]),  # truncated: ends at the next episode's first observation
+        5: ([0, 6, 7], [0, 1, 1]),
+        6: ([6, 7, 8], [1, 1, 1]),
+        7: ([7, 8, 9], [1, 1, 1]),
+        8: ([8, 9, 10], [1, 1, 1]),
+    },
+}
+_HAND_NEXT_OBS = {2: 3, 3: 5, 4: 6, 5: 7, 6: 8, 7: 9, 8: 10}
+
+
+@pytest.mark.parametrize("context_end", ["obs", "next_obs"])
+def test_context_ends_at_obs_or_next_obs_hand_built(context_end):
+  buffer = ReplayBuffer(capacity=12, num_envs=1, obs_shape=(1,), obs_dtype=jnp.float32,
+                        action_size=1, seq_len=3, context_end=context_end)
+  assert buffer.lookback == 2  # a context ending at obs reaches seq_len - 1 slots back
+  state = buffer.init()
+  for t in range(10):
+    state = buffer.insert(state, jnp.array([[t + 1.0]]), jnp.array([[float(t)]]),
+                          jnp.zeros(1), jnp.array([float(t == 2)]), jnp.array([float(t == 4)]))
+  sample = jax.device_get(buffer.sample(state, jax.random.PRNGKey(0), 300))
+  expected = _HAND_CONTEXTS[context_end]
+  seen = set()
+  for i in range(300):
+    t = int(sample.obs[i, 0]) - 1
+    seen.add(t)
+    assert sample.action[i, 0] == t
+    assert sample.next_obs[i, 0] == _HAND_NEXT_OBS[t]
+    assert sample.valid[i] == float(t != 4)  # step 4's next observation is not stored
+    context, valid = expected[t]
+    np.testing.assert_array_equal(sample.context[i, :, 0], context, err_msg=f"step {t}")
+    np.testing.assert_array_equal(sample.context_valid[i], valid, err_msg=f"step {t}")
+  assert seen == set(expected)
 
 
 def test_frames_are_stored_once():
@@ -141,3 +195,6 @@ def test_frames_are_stored_once():
   with pytest.raises(ValueError, match="needs"):
     ReplayBuffer(capacity=20, num_envs=10, obs_shape=(4,), obs_dtype=jnp.float32,
                  action_size=1, n_step=3)
+  with pytest.raises(ValueError, match="context_end"):
+    ReplayBuffer(capacity=20, num_envs=1, obs_shape=(4,), obs_dtype=jnp.float32,
+                 action_size=1, context_end="action")

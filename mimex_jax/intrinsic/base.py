@@ -20,8 +20,9 @@ class IntrinsicBatch(NamedTuple):
   action: jax.Array  # [T, B, A]
   next_obs: jax.Array  # [T, B, D] observation the action led to (before any automatic reset)
   done: jax.Array  # [T, B] 1.0 where the episode ended with this step
-  # [T, B, L, D] the L observations ending at next_obs, zeros before the episode's start, when
-  # the caller has them already (DrQ's replay buffer); None: built from the rollout itself.
+  # [T, B, L, D] the L observations ending at obs or next_obs (as MIMEx's window_end says),
+  # zeros before the episode's start, when the caller has them already (DrQ's replay buffer);
+  # None: built from the rollout itself.
   context: Optional[jax.Array] = None
 
 

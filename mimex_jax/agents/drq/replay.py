@@ -9,8 +9,10 @@ along the same env's column:
 - a frame-stacked observation: the `frame_stack` newest frames, where frames from before the
   episode's start are replaced by its first frame (what `PixelObservations` shows after a reset);
 - the n-step return, its discount and the observation n steps later;
-- MIMEx's context: the `seq_len` observations ending at the observation the transition reached,
-  with positions from before the episode's start marked as padding.
+- MIMEx's context: the `seq_len` observations ending at the observation acted on
+  (`context_end="obs"`, the reference's) or at the one the transition reached
+  (`context_end="next_obs"`), with positions from before that observation's episode start
+  zeroed and marked as padding.
 
 So each frame is stored once, however deep the stack or context (bytes per transition:
 `bytes_per_transition`). One limitation follows from storing each observation once: the
@@ -25,6 +27,8 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+CONTEXT_ENDS = ("obs", "next_obs")
 
 
 @struct.dataclass
@@ -49,8 +53,10 @@ class Sample(NamedTuple):
   discount: jax.Array  # [N] discount^n, or 0 when the episode terminated within the n steps
   bootstrap_obs: jax.Array  # [N, *obs_shape] observation n steps later (unused if discount 0)
   next_obs: jax.Array  # [N, *obs_shape] observation one step later (the obs itself if terminal)
-  context: jax.Array  # [N, L, *obs_shape] the L observations ending at next_obs, zero padded
-  context_valid: jax.Array  # [N, L] 1 where a context position belongs to next_obs's episode
+  # [N, L, *obs_shape] the L observations ending at obs or at next_obs (the buffer's
+  # `context_end`), oldest first, zeros before that observation's episode start
+  context: jax.Array
+  context_valid: jax.Array  # [N, L] 1 where a context position is in the end's episode
   valid: jax.Array  # [N] 0 where the n-step window ends by truncation (leave out of losses)
 
 
@@ -82,12 +88,15 @@ class ReplayBuffer:
 
   `capacity` counts transitions on this device; it is rounded down to whole slots of
   `num_envs`. Observations are `[..., C * frame_stack]` with the newest C channels last (as
-  `PixelObservations` makes them); states use `frame_stack=1`.
+  `PixelObservations` makes them); states use `frame_stack=1`. `context_end` picks where a
+  sample's `seq_len`-long context ends: at its `obs` or at its `next_obs`.
   """
 
   def __init__(self, capacity: int, num_envs: int, obs_shape: Tuple[int, ...], obs_dtype,
                action_size: int, frame_stack: int = 1, n_step: int = 1, discount: float = 0.99,
-               seq_len: int = 1):
+               seq_len: int = 1, context_end: str = "next_obs"):
+    if context_end not in CONTEXT_ENDS:
+      raise ValueError(f"context_end must be one of {CONTEXT_ENDS}, got {context_end!r}")
     if obs_shape[-1] % frame_stack:
       raise ValueError(f"observation channels {obs_shape[-1]} are not a stack of {frame_stack}")
     self.num_envs = int(num_envs)
@@ -100,7 +109,10 @@ class ReplayBuffer:
     self.n_step = int(n_step)
     self.discount = float(discount)
     self.seq_len = int(seq_len)
-    # Slots a sample may look back (context start, then its stack) or ahead (bootstrap).
+    self.context_end = context_end
+    # Slots a sample may look back (context start, then its stack) or ahead (bootstrap). A context
+    # ending at obs starts seq_len - 1 slots back, one ending at next_obs one slot later: the
+    # bound is the first's (and the next slot is inside the lookahead).
     self.lookback = (self.seq_len - 1) + (self.frame_stack - 1)
     self.lookahead = max(self.n_step, 1)
     if self.num_slots < self.lookback + self.lookahead + 1:
@@ -183,19 +195,23 @@ class ReplayBuffer:
     next_slot = jnp.where(ends_here, slot, (slot + 1) % self.num_slots)
     bootstrap_slot = (slot + self.n_step) % self.num_slots
 
+    end_slot = slot if self.context_end == "obs" else next_slot
     context_positions = []
     context_valid = []
-    next_episode_step = state.episode_step[next_slot, env]
+    end_episode_step = state.episode_step[end_slot, env]
     for back in range(self.seq_len - 1, -1, -1):  # oldest first
-      source = (next_slot - back) % self.num_slots
-      real = back <= next_episode_step
-      obs = self._stacked(state, source, env)
-      mask = real.reshape(real.shape + (1,) * (obs.ndim - 1))
-      context_positions.append(jnp.where(mask, obs, jnp.zeros_like(obs)))
+      source = (end_slot - back) % self.num_slots
+      real = back <= end_episode_step
+      position = self._stacked(state, source, env)
+      mask = real.reshape(real.shape + (1,) * (position.ndim - 1))
+      context_positions.append(jnp.where(mask, position, jnp.zeros_like(position)))
       context_valid.append(real.astype(jnp.float32))
+    # A context's last position is its end observation itself (never padding).
+    next_obs = (context_positions[-1] if self.context_end == "next_obs"
+                else self._stacked(state, next_slot, env))
 
     return Sample(
         obs=self._stacked(state, slot, env), action=state.action[slot, env], reward=returns,
         discount=discounts, bootstrap_obs=self._stacked(state, bootstrap_slot, env),
-        next_obs=context_positions[-1], context=jnp.stack(context_positions, axis=1),
+        next_obs=next_obs, context=jnp.stack(context_positions, axis=1),
         context_valid=jnp.stack(context_valid, axis=1), valid=valid)

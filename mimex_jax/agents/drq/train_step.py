@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mimex_jax import parallel
+from mimex_jax.agents.drq.augment import random_shift_sequences
 from mimex_jax.agents.drq.learner import DrQ, DrQBatch, DrQOptState, DrQParams, exploration_std
 from mimex_jax.agents.drq.replay import ReplayBuffer, ReplayState, Sample
 from mimex_jax.envs import EnvState, VectorEnv
@@ -44,9 +45,13 @@ class DrQFusedStep:
                env_steps: int, updates: int, batch_size: int, frames_per_update: int,
                random_frames: int, learning_starts: int, std_initial: float, std_final: float,
                std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
-               intrinsic_features: str = "encoder", unroll_loops: bool = False,
-               axis_name: str = parallel.AXIS):
-    """`unroll_loops` writes the `updates` learner steps and the `env_steps` env steps out
+               intrinsic_features: str = "encoder", augment_intrinsic: bool = True,
+               unroll_loops: bool = False, axis_name: str = parallel.AXIS):
+    """`augment_intrinsic` shifts each sampled context (pixels only) by one random shift of
+    up to `drq.config.aug_pad` pixels, shared by its frames, before embedding it, as the MIMEx
+    reference does.
+
+    `unroll_loops` writes the `updates` learner steps and the `env_steps` env steps out
     instead of looping over them: XLA's CPU backend runs convolutions inside a loop about 11x
     slower (0.10 s per update unrolled against 1.1 s looped, 64x64 pixels, batch 32, 2 cores),
     at the price of a compile that grows with `updates`."""
@@ -68,6 +73,7 @@ class DrQFusedStep:
     self.anneal_k_expl = anneal_k_expl
     self.total_updates = total_updates
     self.intrinsic_features = intrinsic_features
+    self.augment_intrinsic = augment_intrinsic
     self.unroll_loops = unroll_loops
     self.axis_name = axis_name
 
@@ -98,14 +104,20 @@ class DrQFusedStep:
 
   def _bonus(self, params: DrQParams, intrinsic_state: Any, sample: Sample, key: jax.Array):
     """Intrinsic reward `[N]` of the sampled transitions and one step of the bonus's model on
-    them (the same modules PPO uses, fed sampled sequences instead of a rollout)."""
+    them (the same modules PPO uses, fed sampled sequences instead of a rollout). MIMEx reads
+    the context, RND and ICM `obs` and `next_obs`; XLA drops what the bonus leaves unread."""
     num, length = sample.context_valid.shape
-    context = self._embed(params, sample.context.reshape((num * length,) +
-                                                         sample.context.shape[2:]))
+    frames = sample.context
+    if self.augment_intrinsic and self.drq.pixels and self.drq.config.aug_pad > 0:
+      # Its own key, split off only here: with augmentation off the bonus draws what it did.
+      augment_key, key = jax.random.split(key)
+      frames = random_shift_sequences(augment_key, frames, self.drq.config.aug_pad)
+    context = self._embed(params, frames.reshape((num * length,) + frames.shape[2:]))
     context = context.reshape(num, length, -1) * sample.context_valid[..., None]
     batch = IntrinsicBatch(
         obs=self._embed(params, sample.obs)[None], action=sample.action[None],
-        next_obs=context[None, :, -1], done=jnp.zeros((1, num)), context=context[None])
+        next_obs=self._embed(params, sample.next_obs)[None], done=jnp.zeros((1, num)),
+        context=context[None])
     intrinsic_state, reward, metrics = self.intrinsic.update(intrinsic_state, batch, key)
     return intrinsic_state, reward[0], metrics
 
