@@ -45,7 +45,7 @@ def build(config: Any):
   import jax
   from mimex_jax import envs, intrinsic, parallel
   from mimex_jax.agents.ppo import PPO
-  from mimex_jax.train_step import FusedStep
+  from mimex_jax.agents.ppo.train_step import FusedStep
 
   num_devices = jax.device_count()
   env = envs.make(config.env.name, episode_length=config.env.episode_length,

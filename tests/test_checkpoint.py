@@ -171,7 +171,7 @@ def test_nan_in_a_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_co
                                                                         monkeypatch):
   import jax.numpy as jnp
   from mimex_jax.train import train_and_evaluate
-  from mimex_jax.train_step import FusedStep
+  from mimex_jax.agents.ppo import FusedStep
   original = FusedStep.__call__
 
   def poisoned(self, state, key):  # the 5th update's value loss is NaN

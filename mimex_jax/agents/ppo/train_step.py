@@ -1,4 +1,4 @@
-"""The fused update: unroll -> intrinsic reward -> intrinsic model step -> PPO step, in ONE
+"""PPO's fused update: unroll -> intrinsic reward -> intrinsic model step -> PPO step, in ONE
 pure function `(train_state, key) -> (train_state, metrics)` that runs under `pmap`.
 """
 
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from mimex_jax import parallel
-from mimex_jax.agents.ppo import PPO, PPOBatch, PPOParams
+from mimex_jax.agents.ppo.learner import PPO, PPOBatch, PPOParams
 from mimex_jax.envs import EnvState, VectorEnv
 from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward, normalization
 from mimex_jax.intrinsic.base import bonus_weight
