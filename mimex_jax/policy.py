@@ -14,6 +14,7 @@ import numpy as np
 from ml_collections import config_dict
 import orbax.checkpoint as ocp
 
+from mimex_jax import agents
 from mimex_jax import checkpoint as checkpoint_lib
 
 Checkpoint = Optional[Union[int, str]]  # an update number, "latest", "best" or None (latest)
@@ -23,7 +24,7 @@ Checkpoint = Optional[Union[int, str]]  # an update number, "latest", "best" or 
 class LoadedRun:
   config: config_dict.ConfigDict
   env: Any  # mimex_jax.envs.Env
-  fused: Any  # the FusedStep that trained it (for its policy and normalizer)
+  fused: Any  # the fused step that trained it (for its policy and normalizer)
   update: int  # updates done when the checkpoint was saved
   env_steps: int
   policy_args: Any  # one device's `fused.POLICY_FIELDS` of the train state
@@ -62,7 +63,6 @@ def resolve(workdir: str, checkpoint: Checkpoint = None):
 def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRun:
   """Restores the policy of `checkpoint` with the env and config it was trained with; `seed`
   picks one of a multi-seed run's seeds (0 to num_seeds - 1)."""
-  from mimex_jax.train import build  # the same construction as training, no second copy
   checkpointer, update = resolve(workdir, checkpoint)
   meta = checkpointer.read_meta(update)
   config = config_dict.ConfigDict(meta["config"])
@@ -70,7 +70,7 @@ def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRu
   if not 0 <= seed < num_seeds:
     raise checkpoint_lib.CheckpointError(
         f"seed {seed} is not in this run; it trained seeds 0 to {num_seeds - 1}")
-  env, fused, steps_per_update, _ = build(config)
+  env, fused, steps_per_update, _ = agents.build(config)  # built as in training
   # Only the policy's parts are read, so a run saved on 8 devices loads on 1.
   key = jax.random.PRNGKey(0)
   abstract = jax.eval_shape(fused.init, key, key)

@@ -1,10 +1,9 @@
 r"""Training entry point: `python -m mimex_jax.train --config=configs/ppo.py --workdir=DIR`.
 
 The host loop only calls the fused, pmapped update step, logs and evaluates; all learning
-happens inside the step (see `train_step.py`).
+happens inside the step (`agents/<name>/train_step.py`, built by `agents.build`).
 """
 
-import math
 import os
 import sys
 import time
@@ -35,90 +34,6 @@ def enable_compilation_cache() -> None:
     cache_dir = os.path.join(cache_dir, f"process-{jax.process_index()}-of-{jax.process_count()}")
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
-def build(config: Any):
-  """`(env, fused, steps_per_update, total_updates)` for `config` (validated already): the env
-  that evaluation runs on, and the fused step of the learner `config.agent` names."""
-  if config.get("agent", "ppo") == "drq":
-    return _build_drq(config)
-  import jax
-  from mimex_jax import envs, intrinsic, parallel
-  from mimex_jax.agents.ppo import PPO
-  from mimex_jax.agents.ppo.train_step import FusedStep
-
-  num_devices = jax.device_count()
-  env = envs.make(config.env.name, episode_length=config.env.episode_length,
-                  action_repeat=config.env.action_repeat)
-  vector_env = envs.VectorEnv(env, config.num_envs // num_devices, stagger=True)
-  steps_per_update = config.num_envs * config.unroll_length * config.env.action_repeat
-  total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
-  ppo = PPO(env.observation_size, env.action_size, config.ppo, total_updates, parallel.AXIS)
-  bonus = intrinsic.make(config.intrinsic, env.observation_size, env.action_size, parallel.AXIS)
-  fused = FusedStep(vector_env, ppo, bonus, unroll_length=config.unroll_length,
-                    reward_scale=config.ppo.reward_scale, k_expl=config.intrinsic.k_expl,
-                    anneal_k_expl=config.intrinsic.anneal, total_updates=total_updates,
-                    normalize_intrinsic=config.intrinsic.normalize,
-                    intrinsic_discount=config.intrinsic.return_discount)
-  return env, fused, steps_per_update, total_updates
-
-
-def _make_env(config: Any, num_worlds: int):
-  """The task with the config's observations; `num_worlds` sizes the warp renderer's batch."""
-  from mimex_jax import envs
-  from mimex_jax.envs.pixels import PixelSpec
-  pixels = None
-  if config.env.obs_type == "pixels":
-    block = config.env.pixels
-    pixels = PixelSpec(backend=block.backend, height=block.height, width=block.width,
-                       grayscale=block.grayscale, frame_stack=block.frame_stack,
-                       camera=block.camera)
-  from mimex_jax.config_checks import ConfigError
-  try:
-    return envs.make(config.env.name, episode_length=config.env.episode_length,
-                     action_repeat=config.env.action_repeat, obs_type=config.env.obs_type,
-                     pixels=pixels, num_worlds=num_worlds if pixels else None)
-  except ValueError as e:  # e.g. a camera the task's model does not have: the message says which
-    raise ConfigError(f"config block env.pixels does not fit {config.env.name}: {e}") from e
-
-
-def _build_drq(config: Any):
-  import jax
-  from mimex_jax import envs, intrinsic, parallel
-  from mimex_jax.agents.drq import DrQ, DrQFusedStep, ReplayBuffer
-
-  num_devices = jax.device_count()
-  envs_per_device = config.num_envs // num_devices
-  env = _make_env(config, envs_per_device)
-  # The warp renderer draws a fixed number of worlds: evaluation gets its own.
-  eval_env = (_make_env(config, config.eval_episodes)
-              if config.env.obs_type == "pixels" and config.env.pixels.backend == "warp" else env)
-  vector_env = envs.VectorEnv(env, envs_per_device, stagger=True)
-  steps_per_update = config.num_envs * config.env_steps * config.env.action_repeat
-  total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
-  drq = DrQ(env.observation_shape, env.action_size, config.drq, parallel.AXIS)
-  feature_size = (config.drq.feature_dim if config.drq.intrinsic_features == "trunk"
-                  else drq.feature_size)
-  bonus = intrinsic.make(config.intrinsic, feature_size, env.action_size, parallel.AXIS)
-  frame_stack = config.env.pixels.frame_stack if config.env.obs_type == "pixels" else 1
-  # MIMEx reads windows ending where intrinsic.window_end says; RND and ICM read next_obs only.
-  mimex = config.intrinsic.kind == "mimex"
-  buffer = ReplayBuffer(
-      config.replay.capacity // num_devices, envs_per_device, env.observation_shape,
-      drq.obs_dtype, env.action_size, frame_stack=frame_stack, n_step=config.drq.n_step,
-      discount=config.drq.discount, seq_len=config.intrinsic.seq_len if mimex else 1,
-      context_end=config.intrinsic.window_end if mimex else "next_obs")
-  fused = DrQFusedStep(
-      vector_env, drq, buffer, bonus, env_steps=config.env_steps,
-      updates=config.updates_per_step, batch_size=config.drq.batch_size // num_devices,
-      frames_per_update=steps_per_update, random_frames=config.drq.random_frames,
-      learning_starts=config.drq.learning_starts, std_initial=config.drq.std_initial,
-      std_final=config.drq.std_final, std_duration=config.drq.std_duration,
-      k_expl=config.intrinsic.k_expl, anneal_k_expl=config.intrinsic.anneal,
-      total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features,
-      augment_intrinsic=config.drq.augment_intrinsic,
-      unroll_loops=jax.default_backend() == "cpu")
-  return eval_env, fused, steps_per_update, total_updates
 
 
 def _host_metrics(device_metrics) -> Dict[str, list]:
@@ -202,7 +117,7 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   SIGTERM or SIGINT stops after the current update with a checkpoint (`result["preempted"]`).
   """
   import jax
-  from mimex_jax import checkpoint as checkpoint_lib
+  from mimex_jax import agents, checkpoint as checkpoint_lib
   from mimex_jax import config_checks
 
   # ---------------------------------------------------------------- checks and output
@@ -212,7 +127,7 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
       parallel.initialize_distributed()
     except parallel.DistributedSetupError as e:
       raise config_checks.ConfigError(str(e)) from e
-  config_checks.check(config, jax.device_count(), jax.default_backend())
+  agents.check(config, jax.device_count(), jax.default_backend())
   enable_compilation_cache()
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint_lib.Checkpointer(
@@ -228,7 +143,7 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
 def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
            show_progress: bool) -> Dict[str, Any]:
   import jax
-  from mimex_jax import checkpoint as checkpoint_lib
+  from mimex_jax import agents, checkpoint as checkpoint_lib
   from mimex_jax import metrics as metrics_lib, parallel
   from mimex_jax.evaluate import make_evaluator
   from mimex_jax.preemption import PreemptionGuard
@@ -241,7 +156,7 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
                             jax.process_count())
 
   # ---------------------------------------------------------------- model and step
-  env, fused, steps_per_update, total_updates = build(config)
+  env, fused, steps_per_update, total_updates = agents.build(config)
   seed_keys, state, step_fn, step_keys = seeded_training(config, fused)
 
   # ---------------------------------------------------------------- restore

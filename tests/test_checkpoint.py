@@ -144,7 +144,8 @@ def _damage(directory):
 def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path,
                                                                 smoke_config):
   import shutil
-  from mimex_jax.train import build, seeded_training
+  from mimex_jax.agents import build
+  from mimex_jax.train import seeded_training
   directory = str(tmp_path / "checkpoints")
   shutil.copytree(os.path.join(uninterrupted, "checkpoints"), directory)
   _damage(os.path.join(directory, "60"))
@@ -170,8 +171,8 @@ def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, t
 def test_nan_in_a_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_config, tmp_path,
                                                                         monkeypatch):
   import jax.numpy as jnp
-  from mimex_jax.train import train_and_evaluate
   from mimex_jax.agents.ppo import FusedStep
+  from mimex_jax.train import train_and_evaluate
   original = FusedStep.__call__
 
   def poisoned(self, state, key):  # the 5th update's value loss is NaN
@@ -195,7 +196,7 @@ def test_nan_in_a_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_co
 
 def test_save_refuses_non_finite_parameters(smoke_config, tmp_path):
   from mimex_jax import parallel
-  from mimex_jax.train import build
+  from mimex_jax.agents import build
   _, fused, _, _ = build(smoke_config)
   state = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
   policy = state.params.policy
@@ -209,7 +210,7 @@ def test_save_refuses_non_finite_parameters(smoke_config, tmp_path):
 
 def test_keeps_the_latest_checkpoints_and_the_best_evaluation(smoke_config, tmp_path):
   from mimex_jax import parallel
-  from mimex_jax.train import build
+  from mimex_jax.agents import build
   _, fused, _, _ = build(smoke_config)
   state = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
   checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / "c"), max_to_keep=2)
@@ -226,7 +227,7 @@ def test_keeps_the_latest_checkpoints_and_the_best_evaluation(smoke_config, tmp_
 
 def test_resume_on_another_device_count_is_refused(smoke_config, tmp_path):
   from mimex_jax import parallel
-  from mimex_jax.train import build
+  from mimex_jax.agents import build
   _, fused, _, _ = build(smoke_config)
   state = parallel.pmap_init(fused.init, jax.random.PRNGKey(0))
   checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / "c"))

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from mimex_jax import parallel
+from mimex_jax.agents import build, check
 from mimex_jax.agents.drq import DrQFusedStep, Sample, random_shift
 from mimex_jax.agents.drq.augment import random_shift_sequences
-from mimex_jax.config_checks import ConfigError, check
+from mimex_jax.config_checks import ConfigError
 from mimex_jax.evaluate import make_evaluator
 from mimex_jax.intrinsic import IntrinsicBatch, Mimex
 from mimex_jax.intrinsic.sequences import trailing_windows
-from mimex_jax.train import build
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,8 @@ def test_evaluate_cli_bad_checkpoint_is_one_line(repo_root, uninterrupted, tmp_p
 
 
 def test_load_policy_acts_like_the_restored_training_state(uninterrupted, smoke_config):
-  from mimex_jax.train import build, seeded_training
+  from mimex_jax.agents import build
+  from mimex_jax.train import seeded_training
   policy = mimex_jax.load_policy(uninterrupted)  # latest: update 60
   _, fused, _, _ = build(smoke_config)
   template = seeded_training(smoke_config, fused)[1]

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from mimex_jax import parallel
-from mimex_jax.train import build
+from mimex_jax.agents import build
 
 
 def test_fused_step_two_devices_identical_params_and_single_trace(smoke_config):

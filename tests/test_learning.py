@@ -4,7 +4,7 @@ import jax
 
 from mimex_jax import parallel
 from mimex_jax.evaluate import make_evaluator
-from mimex_jax.train import build
+from mimex_jax.agents import build
 
 
 def test_short_run_improves_return_on_dense_cartpole_swingup(smoke_config):

@@ -5,7 +5,8 @@ over 1: differences of about 1e-7 after 3 updates)."""
 import jax
 import numpy as np
 
-from mimex_jax.train import build, seeded_training
+from mimex_jax.agents import build
+from mimex_jax.train import seeded_training
 
 
 def _train(config, updates=3):

@@ -1,0 +1,65 @@
+"""DrQ-v2's config keys: observations (`env.obs_type`, `env.pixels`), `env_steps`,
+`updates_per_step`, `replay` and the `drq` block."""
+
+from typing import Any, List
+
+from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_int,
+                                     nonneg_number, positive_int, positive_number, unit_interval)
+from mimex_jax.envs.pixels import BACKENDS
+
+# Smallest image the DrQ encoder takes: a stride-2 3x3 conv, then three 3x3 convs.
+MIN_IMAGE_SIZE = 17
+
+RULES: List[Rule] = [
+    ("env.obs_type", lambda x: x in ("pixels", "state"), "pixels or state"),
+    ("env.pixels.backend", lambda x: x in BACKENDS, f"one of {BACKENDS}"),
+    ("env.pixels.height", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
+     f"an integer >= {MIN_IMAGE_SIZE} (the conv encoder's smallest input)"),
+    ("env.pixels.width", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
+     f"an integer >= {MIN_IMAGE_SIZE} (the conv encoder's smallest input)"),
+    ("env.pixels.grayscale", boolean, "True or False"),
+    ("env.pixels.frame_stack", positive_int, "an integer >= 1"),
+    ("env_steps", positive_int, "an integer >= 1 (env steps per env per update)"),
+    ("updates_per_step", positive_int, "an integer >= 1"),
+    ("replay.capacity", positive_int, "an integer >= 1 (transitions over all devices)"),
+    ("drq.batch_size", positive_int, "an integer >= 1"),
+    ("drq.learning_rate", positive_number, "a number > 0"),
+    ("drq.feature_dim", positive_int, "an integer >= 1"),
+    ("drq.hidden_dim", positive_int, "an integer >= 1"),
+    ("drq.num_filters", positive_int, "an integer >= 1"),
+    ("drq.num_conv_layers", positive_int, "an integer >= 1"),
+    ("drq.discount", unit_interval, "a number in [0, 1]"),
+    ("drq.n_step", positive_int, "an integer >= 1"),
+    ("drq.tau", lambda x: unit_interval(x) and x > 0, "a number in (0, 1]"),
+    ("drq.std_initial", nonneg_number, "a number >= 0"),
+    ("drq.std_final", nonneg_number, "a number >= 0"),
+    ("drq.std_duration", positive_int, "an integer >= 1 (frames)"),
+    ("drq.std_clip", positive_number, "a number > 0"),
+    ("drq.aug_pad", nonneg_int, "an integer >= 0"),
+    ("drq.random_frames", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
+    ("drq.learning_starts", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
+    ("drq.intrinsic_features", lambda x: x in ("encoder", "trunk"), "encoder or trunk"),
+    ("drq.augment_intrinsic", boolean, "True or False"),
+]
+
+
+def check(config: Any, device_count: int) -> None:
+  """Raises `ConfigError` for the first problem in DrQ's keys."""
+  check_rules(config, RULES)
+  if config.drq.batch_size % device_count:
+    raise ConfigError(f"config key drq.batch_size={config.drq.batch_size} does not divide among "
+                      f"{device_count} devices; use a multiple of {device_count}")
+  if config.intrinsic.normalize:
+    raise ConfigError("config key intrinsic.normalize=True is not supported with agent=drq "
+                      "(the bonus is scored on replayed samples, not on rollouts); set it False")
+  # A sample looks back over its context and frame stack and ahead over its n-step window.
+  frame_stack = config.env.pixels.frame_stack if config.env.obs_type == "pixels" else 1
+  seq_len = config.intrinsic.seq_len if config.intrinsic.kind == "mimex" else 1
+  needed_slots = (seq_len - 1) + (frame_stack - 1) + config.drq.n_step + 1
+  slots = config.replay.capacity // config.num_envs
+  if slots < needed_slots:
+    raise ConfigError(
+        f"config key replay.capacity={config.replay.capacity} holds {slots} steps of "
+        f"num_envs={config.num_envs} envs; a sample needs {needed_slots} (frame_stack, "
+        f"intrinsic.seq_len and drq.n_step); raise it to at least "
+        f"{needed_slots * config.num_envs}")

@@ -1,0 +1,40 @@
+"""PPO's config keys: `unroll_length` and the `ppo` block."""
+
+from typing import Any, List
+
+from mimex_jax.config_checks import (ConfigError, Rule, check_rules, nonneg_number,
+                                     positive_int, positive_number, sizes, unit_interval)
+from mimex_jax.networks.mlp import ACTIVATIONS
+
+RULES: List[Rule] = [
+    ("unroll_length", positive_int, "an integer >= 1"),
+    ("ppo.learning_rate", positive_number, "a number > 0"),
+    ("ppo.lr_schedule", lambda x: x in ("constant", "cosine", "linear"),
+     "constant, cosine or linear"),
+    ("ppo.num_epochs", positive_int, "an integer >= 1"),
+    ("ppo.num_minibatches", positive_int, "an integer >= 1"),
+    ("ppo.clip_epsilon", positive_number, "a number > 0"),
+    ("ppo.value_coef", nonneg_number, "a number >= 0"),
+    ("ppo.entropy_coef", nonneg_number, "a number >= 0"),
+    ("ppo.max_grad_norm", positive_number, "a number > 0"),
+    ("ppo.discount", unit_interval, "a number in [0, 1]"),
+    ("ppo.gae_lambda", unit_interval, "a number in [0, 1]"),
+    ("ppo.reward_scale", nonneg_number, "a number >= 0"),
+    ("ppo.init_std", positive_number, "a number > 0"),
+    ("ppo.policy_hidden_sizes", sizes, "a tuple of integers >= 1"),
+    ("ppo.value_hidden_sizes", sizes, "a tuple of integers >= 1"),
+    ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
+]
+
+
+def check(config: Any, device_count: int) -> None:
+  """Raises `ConfigError` for the first problem in PPO's keys."""
+  del device_count  # PPO splits envs only, which the common checks cover
+  check_rules(config, RULES)
+  # A minibatch is every env at unroll_length / num_minibatches of the time steps.
+  if config.unroll_length % config.ppo.num_minibatches:
+    raise ConfigError(
+        f"config key ppo.num_minibatches={config.ppo.num_minibatches} does not divide "
+        f"unroll_length={config.unroll_length}: each minibatch takes every env at "
+        f"unroll_length/num_minibatches of the time steps; use a divisor of "
+        f"{config.unroll_length}")
