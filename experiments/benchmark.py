@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import ppo as ppo_configs  # noqa: E402
 from mimex_jax import envs  # noqa: E402
 from mimex_jax.agents import build  # noqa: E402
-from mimex_jax.train import enable_compilation_cache, seeded_training  # noqa: E402
+from mimex_jax.compilation import enable_compilation_cache  # noqa: E402
+from mimex_jax.train import seeded_training  # noqa: E402
 
 
 def _timed(fn, repeats):

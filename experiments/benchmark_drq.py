@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import drq as drq_configs  # noqa: E402
 from experiments.benchmark import raw_env, time_fused_step  # noqa: E402
 from mimex_jax.envs.pixels import PixelSpec  # noqa: E402
-from mimex_jax.train import enable_compilation_cache  # noqa: E402
+from mimex_jax.compilation import enable_compilation_cache  # noqa: E402
 
 
 def drq_config(args, backend, kind):

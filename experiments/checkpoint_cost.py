@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import ppo as ppo_configs  # noqa: E402
 from mimex_jax import checkpoint as checkpoint_lib, parallel  # noqa: E402
 from mimex_jax.agents import build  # noqa: E402
-from mimex_jax.train import enable_compilation_cache  # noqa: E402
+from mimex_jax.compilation import enable_compilation_cache  # noqa: E402
 
 
 def _bytes(path):

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.benchmark import raw_env  # noqa: E402
 from mimex_jax.envs import dmc, manipulation, pixels  # noqa: E402
-from mimex_jax.train import enable_compilation_cache  # noqa: E402
+from mimex_jax.compilation import enable_compilation_cache  # noqa: E402
 
 SUITE = tuple(name for name in manipulation.TASKS if name.endswith("Sparse")) + tuple(
     dmc.SPARSE_SUITE)

@@ -31,9 +31,10 @@ from configs import ppo as ppo_configs  # noqa: E402
 from mimex_jax import parallel  # noqa: E402
 from mimex_jax.agents import build  # noqa: E402
 from mimex_jax.agents.ppo import PPOBatch  # noqa: E402
+from mimex_jax.compilation import enable_compilation_cache  # noqa: E402
 from mimex_jax.intrinsic import IntrinsicBatch  # noqa: E402
 from mimex_jax.rollout import unroll  # noqa: E402
-from mimex_jax.train import enable_compilation_cache, seeded_training  # noqa: E402
+from mimex_jax.train import seeded_training  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark import parse_variants  # noqa: E402

@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mimex_jax.envs import Env, VectorEnv
-from mimex_jax.envs.video import joint_positions
+from mimex_jax import policy
+from mimex_jax.checkpoint import CheckpointError
+from mimex_jax.compilation import enable_compilation_cache
+from mimex_jax.envs import Env, VectorEnv, video
 
 
 def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Array],
@@ -42,7 +44,7 @@ def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Arra
       ret = jnp.where(first_end, state.completed.episode_return, ret)
       length = jnp.where(first_end, state.completed.length, length)
       success = jnp.where(first_end, state.completed.success, success)
-      positions = joint_positions(state.inner) if record_positions else None
+      positions = video.joint_positions(state.inner) if record_positions else None
       return (state, finished | first_end, ret, length, success), positions
 
     zeros = jnp.zeros(num_episodes)
@@ -53,7 +55,7 @@ def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Arra
                                                            length=env.episode_length)
     result = {"return": ret, "length": length, "success": success}
     if record_positions:
-      result["positions"] = jnp.concatenate([joint_positions(start.inner)[None], positions])
+      result["positions"] = jnp.concatenate([video.joint_positions(start.inner)[None], positions])
     return result
 
   return jax.jit(run)
@@ -75,7 +77,8 @@ def make_evaluator(env: Env, num_episodes: int,
 
 
 # ------------------------------------------------------------------------------ command line
-# Flags of their own (not absl's global ones): training's module defines --workdir too.
+# Flags of their own (not absl's global ones): training's command line (cli.py) defines
+# --workdir too.
 _FLAGS = flags.FlagValues()
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's --workdir.",
                                flag_values=_FLAGS)
@@ -106,8 +109,6 @@ def evaluate_checkpoint(workdir: str, checkpoint="latest", episodes: int = 16, s
                         video_episodes: int = 0, video_steps: int = 300,
                         video_size=(160, 120), policy_seed: int = 0) -> Dict[str, object]:
   """Evaluates a checkpoint; returns the summary (and `video`, the GIF's path, if asked)."""
-  from mimex_jax import policy
-  from mimex_jax.envs import video
   run = policy.load(workdir, checkpoint, policy_seed)
   key = jax.random.PRNGKey(seed)
   runner = make_episode_runner(run.env, episodes, run.fused.deterministic_policy)
@@ -156,8 +157,6 @@ def main(argv=None) -> None:
     width, height = (int(v) for v in _VIDEO_SIZE.value.lower().split("x"))
   except ValueError:
     _fail(f"--video_size={_VIDEO_SIZE.value!r} is not WIDTHxHEIGHT, e.g. 160x120")
-  from mimex_jax.checkpoint import CheckpointError
-  from mimex_jax.train import enable_compilation_cache
   enable_compilation_cache()
   try:
     summary = evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _EPISODES.value,

@@ -1,7 +1,8 @@
-r"""Training entry point: `python -m mimex_jax.train --config=configs/ppo.py --workdir=DIR`.
+r"""Training: `train_and_evaluate(config, workdir)` trains the learner `config.agent` names.
 
-The host loop only calls the fused, pmapped update step, logs and evaluates; all learning
-happens inside the step (`agents/<name>/train_step.py`, built by `agents.build`).
+The host loop only calls the fused, pmapped update step, logs, checkpoints and evaluates; all
+learning happens inside the step (`agents/<name>/train_step.py`), built by the learner's
+`builder.py`. The command line is `mimex_jax.cli` (`python -m mimex_jax.train` runs it).
 """
 
 import os
@@ -9,59 +10,23 @@ import sys
 import time
 from typing import Any, Dict, Optional
 
-from absl import flags
-from ml_collections import config_flags
+import jax
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None,
-                                "Directory for metrics, events, plots and checkpoints; a workdir "
-                                "that holds checkpoints is resumed from the latest one.")
-_RESTORE = flags.DEFINE_string("restore", None,
-                               "Start from this checkpoint (a workdir, its checkpoints/ folder "
-                               "or checkpoints/<update>) when --workdir has none of its own.")
+from mimex_jax import agents, parallel
+from mimex_jax import checkpoint as checkpoint_lib
+from mimex_jax import metrics as metrics_lib
+from mimex_jax.compilation import enable_compilation_cache
+from mimex_jax.config_checks import ConfigError
+from mimex_jax.evaluate import make_evaluator
+from mimex_jax.preemption import PreemptionGuard
 
 
-def enable_compilation_cache() -> None:
-  """Persist compiled programs across runs: on 2 CPU cores compiling dominates short runs."""
-  import jax
-  cache_dir = os.environ.get("MIMEX_JAX_CACHE_DIR",
-                             os.path.join(os.path.expanduser("~"), ".cache", "mimex_jax", "xla"))
-  if jax.process_count() > 1:
-    # The cache key does not say how collectives run: a multi-process step loaded from an entry
-    # that a one-process run of the same program wrote ran the wrong all-reduces (a gloo size
-    # mismatch on the first update, jax 0.10.2). Multi-process runs keep their own entries.
-    cache_dir = os.path.join(cache_dir, f"process-{jax.process_index()}-of-{jax.process_count()}")
-  jax.config.update("jax_compilation_cache_dir", cache_dir)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
-def _host_metrics(device_metrics) -> Dict[str, list]:
-  """Device 0's copy of one update's metrics, `{name: [value per seed]}` as Python floats (the
-  same numbers on every device, since the step takes cross-device means and sums)."""
-  import jax
-  from mimex_jax import parallel
-  host = parallel.unreplicate(jax.device_get(device_metrics))
-  return {k: [float(x) for x in v] for k, v in host.items()}
-
-
-def _check_finite(window, steps_per_update: int, last_checkpoint: str) -> None:
-  from mimex_jax.checkpoint import NonFiniteError
-  problem = window.non_finite()
-  if problem is not None:
-    name, value, update = problem
-    raise NonFiniteError(
-        f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
-        f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
-        f"ppo.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
-
-
+# ------------------------------------------------------------------------------ seeds
 def over_seeds(step_fn, num_seeds: int):
   """`step_fn` on states with a leading seed axis: vmapped for several seeds; for one, the axis is
   dropped and restored around the call instead. Vmapping a size-1 axis of parameters turns every
   convolution into a grouped one, which XLA's CPU backend runs about 10x slower (DrQ's encoder:
   1.2 s instead of 0.1 s per update, measured on 2 cores)."""
-  import jax
   if num_seeds > 1:
     return jax.vmap(step_fn)
 
@@ -75,8 +40,6 @@ def seeded_training(config: Any, fused):
   """`(seed_keys [S, 2], state, step_fn, step_keys)`: `config.num_seeds` independent seeds in one
   program, vmapped inside the pmap. Seed s uses `PRNGKey(config.seed + s)`, so it is the run
   that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
-  import jax
-  from mimex_jax import parallel
   seed_keys = jax.numpy.stack([jax.random.PRNGKey(config.seed + s)
                                for s in range(config.num_seeds)])
   state = parallel.pmap_init_seeds(fused.init, seed_keys)
@@ -86,29 +49,7 @@ def seeded_training(config: Any, fused):
   return seed_keys, state, step_fn, step_keys
 
 
-def _restore_source(checkpointer, restore_path: Optional[str]):
-  """Where to start from: this workdir's latest checkpoint if it has one, else `restore_path`
-  (a run's workdir, its checkpoints/ folder or one checkpoint inside), else nowhere."""
-  from mimex_jax.checkpoint import CHECKPOINT_DIR, CheckpointError, Checkpointer
-  if checkpointer.steps():
-    return checkpointer, None
-  if not restore_path:
-    return None, None
-  path = os.path.abspath(restore_path)
-  if not os.path.exists(path):
-    raise CheckpointError(f"--restore={restore_path} does not exist")
-  name = os.path.basename(path.rstrip(os.sep))
-  if name.isdigit() and os.path.isdir(path):
-    return Checkpointer(os.path.dirname(path), read_only=True), int(name)
-  if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):
-    path = os.path.join(path, CHECKPOINT_DIR)
-  source = Checkpointer(path, read_only=True)
-  if not source.steps():
-    raise CheckpointError(f"--restore={restore_path} holds no checkpoint; give a workdir, its "
-                          f"{CHECKPOINT_DIR}/ folder or {CHECKPOINT_DIR}/<update>")
-  return source, None
-
-
+# ------------------------------------------------------------------------------ the loop
 def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
                        restore_path: Optional[str] = None) -> Dict[str, Any]:
   """Trains for `config.total_steps` env steps; returns the last logged metrics.
@@ -116,17 +57,12 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   Resumes from the latest checkpoint in `workdir` if there is one (else from `restore_path`).
   SIGTERM or SIGINT stops after the current update with a checkpoint (`result["preempted"]`).
   """
-  import jax
-  from mimex_jax import agents, checkpoint as checkpoint_lib
-  from mimex_jax import config_checks
-
   # ---------------------------------------------------------------- checks and output
   if config.get("distributed", False):  # before anything asks JAX for its devices
-    from mimex_jax import parallel
     try:
       parallel.initialize_distributed()
     except parallel.DistributedSetupError as e:
-      raise config_checks.ConfigError(str(e)) from e
+      raise ConfigError(str(e)) from e
   agents.check(config, jax.device_count(), jax.default_backend())
   enable_compilation_cache()
   os.makedirs(workdir, exist_ok=True)
@@ -142,12 +78,6 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
 
 def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
            show_progress: bool) -> Dict[str, Any]:
-  import jax
-  from mimex_jax import agents, checkpoint as checkpoint_lib
-  from mimex_jax import metrics as metrics_lib, parallel
-  from mimex_jax.evaluate import make_evaluator
-  from mimex_jax.preemption import PreemptionGuard
-
   is_main = jax.process_index() == 0
   source, source_update = _restore_source(checkpointer, restore_path)
   config_dict = checkpoint_lib.config_to_dict(config)
@@ -259,83 +189,48 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
   return last
 
 
-def _fail(message: str) -> None:
-  print(f"mimex_jax.train: error: {message}", file=sys.stderr)
-  sys.exit(2)
+# ------------------------------------------------------------------------------ helpers
+def _restore_source(checkpointer, restore_path: Optional[str]):
+  """Where to start from: this workdir's latest checkpoint if it has one, else `restore_path`
+  (a run's workdir, its checkpoints/ folder or one checkpoint inside), else nowhere."""
+  if checkpointer.steps():
+    return checkpointer, None
+  if not restore_path:
+    return None, None
+  path = os.path.abspath(restore_path)
+  if not os.path.exists(path):
+    raise checkpoint_lib.CheckpointError(f"--restore={restore_path} does not exist")
+  name = os.path.basename(path.rstrip(os.sep))
+  if name.isdigit() and os.path.isdir(path):
+    return checkpoint_lib.Checkpointer(os.path.dirname(path), read_only=True), int(name)
+  folder = checkpoint_lib.CHECKPOINT_DIR
+  if os.path.isdir(os.path.join(path, folder)):
+    path = os.path.join(path, folder)
+  source = checkpoint_lib.Checkpointer(path, read_only=True)
+  if not source.steps():
+    raise checkpoint_lib.CheckpointError(f"--restore={restore_path} holds no checkpoint; give a "
+                                         f"workdir, its {folder}/ folder or {folder}/<update>")
+  return source, None
 
 
-def _unknown_override(argv) -> str:
-  """Names the `--config.a.b=` override whose key is not in the config, and what is there."""
-  import importlib.util
-  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if config_arg is None:
-    return "an override names a config key that does not exist"
-  path, _, variant = config_arg.partition(":")
-  spec = importlib.util.spec_from_file_location("_user_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant) if variant else module.get_config()
-  for arg in argv:
-    if not arg.startswith("--config."):
-      continue
-    dotted = arg[len("--config."):].split("=", 1)[0]
-    node, walked = config, []
-    for part in dotted.split("."):
-      if not hasattr(node, "keys") or part not in node.keys():
-        where = ".".join(walked) or "the config"
-        known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a block)"
-        return f"config key {dotted} does not exist; {where} has: {known}"
-      node, walked = node[part], walked + [part]
-  return "an override names a config key that does not exist"
+def _host_metrics(device_metrics) -> Dict[str, list]:
+  """Device 0's copy of one update's metrics, `{name: [value per seed]}` as Python floats (the
+  same numbers on every device, since the step takes cross-device means and sums)."""
+  host = parallel.unreplicate(jax.device_get(device_metrics))
+  return {k: [float(x) for x in v] for k, v in host.items()}
 
 
-def run(argv=None) -> None:
-  """Console entry point. User errors print one line and exit with code 2."""
-  argv = list(sys.argv if argv is None else argv)
-  if not any(a.startswith("--config=") for a in argv):  # no arguments: the default run
-    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "configs", "ppo.py")
-    if os.path.exists(default):
-      argv.insert(1, f"--config={default}")
-  try:
-    flags.FLAGS(argv)
-    config = _CONFIG.value
-  except flags.Error as e:
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    # A config file that raised carries a traceback; its last line says why.
-    _fail(lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}")
-  except (AttributeError, KeyError):
-    _fail(_unknown_override(argv))
-  if config is None:
-    _fail("--config is required, e.g. --config=configs/ppo.py")
-  workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-  from mimex_jax.checkpoint import NonFiniteError
-  from mimex_jax.config_checks import ConfigError
-  try:
-    result = train_and_evaluate(config, workdir, restore_path=_RESTORE.value)
-  except ConfigError as e:  # also a checkpoint that does not fit
-    _fail(str(e))
-  except NonFiniteError as e:
-    print(f"mimex_jax.train: error: {e}", file=sys.stderr)
-    sys.exit(3)
-  import jax
-  if jax.process_index() != 0:  # process 0 speaks for a multi-process run
-    return
-  if result.get("preempted"):
-    print(f"stopped by {result['preempted']} at env step {result['step']}: checkpoint saved to "
-          f"{result['checkpoint']}; run the same command to resume")
-    return
-  if result.get("already_trained"):
-    print(f"nothing to do: {workdir} is already trained to {result['step']} env steps; raise "
-          f"--config.total_steps to train on (checkpoint {result['checkpoint']})")
-    return
-  summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items()
-                      if isinstance(v, float) and k in ("episode_return", "success_rate",
-                                                        "eval_return", "eval_success_rate",
-                                                        "steps_per_second"))
-  print(f"done: {result.get('step')} env steps; {summary}; checkpoint {result['checkpoint']}; "
-        f"outputs in {workdir}")
+def _check_finite(window, steps_per_update: int, last_checkpoint: str) -> None:
+  problem = window.non_finite()
+  if problem is not None:
+    name, value, update = problem
+    raise checkpoint_lib.NonFiniteError(
+        f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
+        f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
+        f"ppo.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
 
 
 if __name__ == "__main__":
+  # Run as a script this file is `__main__`, not `mimex_jax.train`, so this is no import circle.
+  from mimex_jax.cli import run
   run()

@@ -11,7 +11,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402
 
-from mimex_jax.train import enable_compilation_cache  # noqa: E402
+from mimex_jax.compilation import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()
 

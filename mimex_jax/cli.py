@@ -1,0 +1,108 @@
+r"""The command line: `python -m mimex_jax.train --config=configs/ppo.py --workdir=DIR`, also the
+`mimex-train` console script.
+
+Flags come from `ml_collections`: `--config=FILE[:variant]` and any `--config.a.b=value`
+override, plus `--workdir` and `--restore`. Bad input prints one `error:` line and exits with
+code 2; a run stopped by NaN or inf exits with code 3.
+"""
+
+import importlib.util
+import os
+import sys
+import time
+
+from absl import flags
+import jax
+from ml_collections import config_flags
+
+from mimex_jax import train
+from mimex_jax.checkpoint import NonFiniteError
+from mimex_jax.config_checks import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                                "Directory for metrics, events, plots and checkpoints; a workdir "
+                                "that holds checkpoints is resumed from the latest one.")
+_RESTORE = flags.DEFINE_string("restore", None,
+                               "Start from this checkpoint (a workdir, its checkpoints/ folder "
+                               "or checkpoints/<update>) when --workdir has none of its own.")
+
+
+def _fail(message: str) -> None:
+  print(f"mimex_jax.train: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _unknown_override(argv) -> str:
+  """Names the `--config.a.b=` override whose key is not in the config, and what is there."""
+  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if config_arg is None:
+    return "an override names a config key that does not exist"
+  path, _, variant = config_arg.partition(":")
+  spec = importlib.util.spec_from_file_location("_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(variant) if variant else module.get_config()
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    dotted = arg[len("--config."):].split("=", 1)[0]
+    node, walked = config, []
+    for part in dotted.split("."):
+      if not hasattr(node, "keys") or part not in node.keys():
+        where = ".".join(walked) or "the config"
+        known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a block)"
+        return f"config key {dotted} does not exist; {where} has: {known}"
+      node, walked = node[part], walked + [part]
+  return "an override names a config key that does not exist"
+
+
+def run(argv=None) -> None:
+  """Parses the flags, trains, prints one summary line. User errors print one line and exit
+  with code 2."""
+  argv = list(sys.argv if argv is None else argv)
+  if not any(a.startswith("--config=") for a in argv):  # no arguments: the default run
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "ppo.py")
+    if os.path.exists(default):
+      argv.insert(1, f"--config={default}")
+  try:
+    flags.FLAGS(argv)
+    config = _CONFIG.value
+  except flags.Error as e:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    # A config file that raised carries a traceback; its last line says why.
+    _fail(lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}")
+  except (AttributeError, KeyError):
+    _fail(_unknown_override(argv))
+  if config is None:
+    _fail("--config is required, e.g. --config=configs/ppo.py")
+  workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+  try:
+    result = train.train_and_evaluate(config, workdir, restore_path=_RESTORE.value)
+  except ConfigError as e:  # also a checkpoint that does not fit
+    _fail(str(e))
+  except NonFiniteError as e:
+    print(f"mimex_jax.train: error: {e}", file=sys.stderr)
+    sys.exit(3)
+  if jax.process_index() != 0:  # process 0 speaks for a multi-process run
+    return
+  if result.get("preempted"):
+    print(f"stopped by {result['preempted']} at env step {result['step']}: checkpoint saved to "
+          f"{result['checkpoint']}; run the same command to resume")
+    return
+  if result.get("already_trained"):
+    print(f"nothing to do: {workdir} is already trained to {result['step']} env steps; raise "
+          f"--config.total_steps to train on (checkpoint {result['checkpoint']})")
+    return
+  summary = ", ".join(f"{k}={v:.4g}" for k, v in result.items()
+                      if isinstance(v, float) and k in ("episode_return", "success_rate",
+                                                        "eval_return", "eval_success_rate",
+                                                        "steps_per_second"))
+  print(f"done: {result.get('step')} env steps; {summary}; checkpoint {result['checkpoint']}; "
+        f"outputs in {workdir}")
+
+
+if __name__ == "__main__":
+  run()
