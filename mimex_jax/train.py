@@ -151,7 +151,7 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
           for u, m in pending:
             window.add(u, _host_metrics(m))
           pending = []
-          _check_finite(window, steps_per_update, last_checkpoint)
+          _check_finite(window, steps_per_update, last_checkpoint, config)
         eval_metrics = evaluate(state, update) if is_eval else None
         if is_log:
           elapsed = time.time() - window_start
@@ -220,14 +220,15 @@ def _host_metrics(device_metrics) -> Dict[str, list]:
   return {k: [float(x) for x in v] for k, v in host.items()}
 
 
-def _check_finite(window, steps_per_update: int, last_checkpoint: str) -> None:
+def _check_finite(window, steps_per_update: int, last_checkpoint: str, config: Any) -> None:
   problem = window.non_finite()
   if problem is not None:
     name, value, update = problem
+    learner = config.get("agent", "ppo")  # each learner's block has its own learning_rate
     raise checkpoint_lib.NonFiniteError(
         f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
         f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
-        f"ppo.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
+        f"{learner}.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
 
 
 if __name__ == "__main__":
