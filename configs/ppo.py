@@ -1,7 +1,7 @@
 r"""PPO (+ MIMEx) on vectorized MJX tasks.
 
-Run (default variant: PPO + MIMEx on CartpoleBalanceSparse, 4M env steps, about 5 minutes on a
-2-core CPU at about 18k env steps/s after a 20 s compile):
+Run (default variant: PPO + MIMEx on CartpoleBalanceSparse, 4M env steps, about 1 minute on a
+2-core CPU at about 108k env steps/s after a 14 s compile; eval 1000 from 2M steps on):
 
   python -m mimex_jax.train --config=configs/ppo.py --workdir=runs/default
 
