@@ -149,6 +149,12 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
+    # Orbax clears leftover temporary folders in a thread it starts on opening; a run that stops
+    # at once (a bad --restore) must not leave it running into interpreter shutdown, where it
+    # prints a traceback. The method is private, hence the guard.
+    await_cleanup = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
+    if await_cleanup is not None:
+      await_cleanup()
     self.manager.close()
 
   def read_meta(self, update: int) -> Dict[str, Any]:
