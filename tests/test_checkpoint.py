@@ -61,6 +61,7 @@ def _records(workdir):
   return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(workdir)]
 
 
+@pytest.mark.slow  # three CLI runs: killed, stopped by a signal, resumed
 def test_killed_then_stopped_then_resumed_run_equals_uninterrupted_run(repo_root, uninterrupted,
                                                                         tmp_path):
   workdir = str(tmp_path / "interrupted")

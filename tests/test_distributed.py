@@ -11,11 +11,14 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from mimex_jax import checkpoint as checkpoint_lib
 from mimex_jax.metrics import read_metrics
 
 from conftest import CHECKPOINTED_RUN_ARGS as RUN_ARGS, CHECKPOINTED_UPDATES as UPDATES, ENV
+
+pytestmark = pytest.mark.slow  # several processes, each compiling its own step
 
 TIMING = ("steps_per_second", "compile_seconds")
 NUM_ENVS = 16  # the smoke config's global batch

@@ -262,6 +262,7 @@ def _restored_params(workdir, update):
   return meta, restored
 
 
+@pytest.mark.slow  # a pixel DrQ CLI training, stopped and resumed
 def test_pixel_smoke_run_end_to_end_and_exact_resume(repo_root, tmp_path):
   """DrQ + MIMEx from pixels through the CLI on 2 devices; a run stopped at update 6 and resumed
   (replay buffer included) ends with the same parameters as one that never stopped."""

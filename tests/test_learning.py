@@ -1,12 +1,14 @@
 """A short PPO run improves the deterministic return on an easy dense task."""
 
 import jax
+import pytest
 
 from mimex_jax import parallel
 from mimex_jax.evaluate import make_evaluator
 from mimex_jax.agents import build
 
 
+@pytest.mark.slow  # a learning curve: 60 updates
 def test_short_run_improves_return_on_dense_cartpole_swingup(smoke_config):
   config = smoke_config.copy_and_resolve_references()
   config.env.name = "CartpoleSwingup"

@@ -78,7 +78,8 @@ def test_registry_names_and_lengths():
     TASKS["ReachSparse"]({"no_such_key": 1})
 
 
-@pytest.mark.parametrize("name", SPARSE_TASKS + DENSE_TASKS)
+@pytest.mark.parametrize("name", SPARSE_TASKS + tuple(
+    pytest.param(name, marks=pytest.mark.slow) for name in DENSE_TASKS))  # same code as sparse
 def test_conventions_determinism_and_finiteness(name):
   r = _rollout(name)
   env = r["env"]

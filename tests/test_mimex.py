@@ -120,7 +120,7 @@ def test_train_fraction_scores_every_row_with_the_pre_update_parameters():
   keys = jax.random.split(jax.random.PRNGKey(7), steps * envs).reshape(steps, envs, 2)
   mimex = Mimex(obs_size=3, seq_len=4, mask_ratio=0.5, train_fraction=0.25, model_kwargs=SMALL)
   state = mimex.init(jax.random.PRNGKey(0), num_envs=envs)
-  scored = mimex.reward(state, batch, keys)
+  scored = jax.jit(mimex.reward)(state, batch, keys)
   new_state, reward, metrics = jax.jit(mimex.update)(state, batch, keys)
   np.testing.assert_allclose(reward, scored, rtol=1e-5)
 
@@ -133,9 +133,10 @@ def test_train_fraction_scores_every_row_with_the_pre_update_parameters():
 
   # The gradient step is the one of the trained rows alone.
   full = Mimex(obs_size=3, seq_len=4, mask_ratio=0.5, model_kwargs=SMALL)
+  train_all = jax.jit(full.train_on_sequences)
   sequences, _, _ = mimex._windows(state, batch)
-  expected_state, _, subset_loss = full.train_on_sequences(state, sequences[trained],
-                                                           keys.reshape(-1, 2)[trained])
+  expected_state, _, subset_loss = train_all(state, sequences[trained],
+                                             keys.reshape(-1, 2)[trained])
   np.testing.assert_allclose(subset_loss, metrics["intrinsic_loss"], rtol=1e-5)
   # Adam's first step is about +-lr wherever the gradient is not tiny; compare those entries
   # (where the gradient is near Adam's eps, rounding decides the step).
@@ -148,7 +149,7 @@ def test_train_fraction_scores_every_row_with_the_pre_update_parameters():
   agree = np.isclose(got[firm], want[firm], rtol=1e-3, atol=0)
   assert agree.mean() > 0.999, f"{(~agree).sum()} of {agree.size} parameter steps differ"
   # Training on every row would have moved the parameters differently.
-  all_rows, _, _ = full.train_on_sequences(state, sequences, keys.reshape(-1, 2))
+  all_rows, _, _ = train_all(state, sequences, keys.reshape(-1, 2))
   moved = np.concatenate([np.ravel(a - b) for a, b in zip(jax.tree.leaves(all_rows.params),
                                                           jax.tree.leaves(state.params))])
   assert np.abs(moved[firm] - want[firm]).max() > 1e-5

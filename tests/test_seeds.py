@@ -4,9 +4,12 @@ over 1: differences of about 1e-7 after 3 updates)."""
 
 import jax
 import numpy as np
+import pytest
 
 from mimex_jax.agents import build
 from mimex_jax.train import seeded_training
+
+pytestmark = pytest.mark.slow  # vmapped seeds compile their own programs, in and out of the CLI
 
 
 def _train(config, updates=3):
