@@ -25,17 +25,23 @@ def _novel(key, num, length=5, dim=4):
   return -1.0 + jnp.cumsum(0.7 * jax.random.normal(key, (num, length, dim)), axis=1)
 
 
-@pytest.mark.parametrize("mask", ["random", "last", "elementwise"])
-def test_mimex_scores_unseen_sequences_above_familiar_ones(mask):
+@pytest.mark.parametrize("mask,train_fraction", [
+    ("random", 1.0), ("last", 1.0), ("elementwise", 1.0),
+    ("random", 0.25),  # trained on a quarter of each batch, it still tells familiar from novel
+])
+def test_mimex_scores_unseen_sequences_above_familiar_ones(mask, train_fraction):
   mimex = Mimex(obs_size=4, seq_len=5, mask_ratio=0.6, learning_rate=1e-3, mask=mask,
-                model_kwargs=SMALL)
+                train_fraction=train_fraction, model_kwargs=SMALL)
   state = mimex.init(jax.random.PRNGKey(0), num_envs=1)
 
   @jax.jit
   def train(state, key):
     def body(state, step_key):
       data_key, mask_key = jax.random.split(step_key)
-      state, _, loss = mimex.train_on_sequences(state, _familiar(data_key, 256), mask_key)
+      # 256 sequences as a rollout of 8 steps x 32 envs (with train_fraction 0.25, 2 steps of
+      # each env train).
+      state, _, loss = mimex.train_on_sequences(state, _familiar(data_key, 256), mask_key,
+                                                steps=8)
       return state, loss
     return jax.lax.scan(body, state, jax.random.split(key, 300))
 
@@ -80,31 +86,6 @@ def test_random_projection_embedding_keeps_padding_zero():
   assert embedded.shape == (2, 3, 4)
   np.testing.assert_array_equal(embedded[:, 0], 0.0)
   assert float(jnp.abs(embedded[:, 1:]).sum()) > 0
-
-
-def test_train_fraction_still_scores_unseen_sequences_above_familiar_ones():
-  """Trained on a quarter of each batch, the model still tells familiar from novel."""
-  mimex = Mimex(obs_size=4, seq_len=5, mask_ratio=0.6, learning_rate=1e-3, train_fraction=0.25,
-                model_kwargs=SMALL)
-  state = mimex.init(jax.random.PRNGKey(0), num_envs=1)
-
-  @jax.jit
-  def train(state, key):
-    def body(state, step_key):
-      data_key, mask_key = jax.random.split(step_key)
-      # 256 sequences as a rollout of 8 steps x 32 envs: 2 steps of each env train.
-      state, _, loss = mimex.train_on_sequences(state, _familiar(data_key, 256), mask_key,
-                                                steps=8)
-      return state, loss
-    return jax.lax.scan(body, state, jax.random.split(key, 300))
-
-  state, losses = train(state, jax.random.PRNGKey(1))
-  assert losses[-20:].mean() < 0.2 * losses[:20].mean()
-  score = jax.jit(mimex.score_sequences)
-  familiar = score(state, _familiar(jax.random.PRNGKey(2), 512), jax.random.PRNGKey(3))
-  novel = score(state, _novel(jax.random.PRNGKey(4), 512), jax.random.PRNGKey(3))
-  assert float(novel.mean()) > 5 * float(familiar.mean())
-  assert float(jnp.mean(novel > jnp.median(familiar))) > 0.95
 
 
 def _rollout_batch(steps=8, envs=6, dim=3, seed=1):
