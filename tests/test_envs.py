@@ -1,6 +1,8 @@
 """Environment wrappers (time limit, termination, auto-reset, stats, action repeat) and the
 registry, on a tiny pure-JAX backend and on real MJX tasks."""
 
+import sys
+
 from flax import struct
 import jax
 import jax.numpy as jnp
@@ -238,3 +240,25 @@ def test_reset_pool_refuses_a_renderer_of_fixed_batches():
   with pytest.raises(ValueError, match="draws exactly 4"):
     VectorEnv(Env(_FixedBatch(), episode_length=3), 4, reset_pool=True)
 
+
+def test_reset_pool_setting_and_its_check(repo_root):
+  sys.path.insert(0, repo_root)
+  from configs import drq, ppo
+  from mimex_jax import agents
+  from mimex_jax.config_checks import ConfigError
+  assert envs.uses_reset_pool("PushSparse", "auto")
+  assert not envs.uses_reset_pool("PushSparse", "auto", pixel_backend="warp")
+  assert not envs.uses_reset_pool("CartpoleSwingupSparse", "auto")
+  assert envs.uses_reset_pool("CartpoleSwingupSparse", "on")
+  assert not envs.uses_reset_pool("PushSparse", "off")
+  config = ppo.get_config("push_sparse")
+  agents.check(config, 2)
+  config.env.reset_pool = "yes"
+  with pytest.raises(ConfigError, match=r"^config key env.reset_pool='yes' is invalid; "
+                                        r"allowed: auto, on or off$"):
+    agents.check(config, 2)
+  config = drq.get_config("smoke")
+  config.env.reset_pool = "on"
+  config.env.pixels.backend = "warp"
+  with pytest.raises(ConfigError, match="env.reset_pool='on' needs a renderer"):
+    agents.check(config, 2)
