@@ -109,9 +109,10 @@ def spec(name: str) -> TaskSpec:
 
 def uses_reset_pool(name: str, setting: str, pixel_backend: Optional[str] = None) -> bool:
   """Whether a trainer's `VectorEnv` for task `name` keeps a reset pool. `setting` is `on`,
-  `off` or `auto`: on where the task's reset is dear (the arm tasks: 2.9x the steps/s of
-  in-place resets, docs/TASKS.md) and off elsewhere, where it measured neutral but compiles a
-  second reset; never with the warp renderer (`pixel_backend`), which resets all envs at once."""
+  `off` or `auto`: on where the task's reset is dear (the arm tasks: 2.8x the steps/s of
+  in-place resets, docs/TASKS.md), off elsewhere, where it measured neutral and would double the
+  env state a device holds and checkpoints; never with the warp renderer (`pixel_backend`),
+  which renders all of a device's envs at once."""
   if setting not in RESET_POOL:
     raise ValueError(f"reset pool setting must be one of {RESET_POOL}, got {setting!r}")
   if setting != "auto":
