@@ -59,6 +59,10 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   config.env.pixels.grayscale = False
   config.env.pixels.frame_stack = 3
   config.env.pixels.camera = "0"  # camera name or index
+  # Each env's next start prepared ahead, a few per step (VectorEnv's reset pool): on | off |
+  # auto (on for the arm tasks, whose reset costs more than a step; never with warp). Episodes
+  # are the same either way.
+  config.env.reset_pool = "auto"
 
   config.seed = 0
   # Join a multi-host run through jax.distributed (README, "Many hosts"); num_envs is then

@@ -59,6 +59,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   # Agent steps before truncation (bootstrapped, not terminal).
   config.env.episode_length = manipulation.DEFAULT_EPISODE_LENGTH.get(config.env.name, 1000)
   config.env.action_repeat = 1
+  # Each env's next start prepared ahead, a few per step (VectorEnv's reset pool): on | off |
+  # auto (on for the arm tasks, whose reset costs more than a step). Episodes are the same.
+  config.env.reset_pool = "auto"
 
   config.seed = 0
   # Join a multi-host run through jax.distributed (README, "Many hosts"); num_envs is then

@@ -47,20 +47,29 @@ def _timed(fn, repeats):
   return first, (time.perf_counter() - start) / repeats
 
 
-def raw_env(env_name, batch, unroll_length, repeats, **make_args):
+RESETS = ("bare", "in_place", "pool")
+
+
+def raw_env(env_name, batch, unroll_length, repeats, resets="in_place", **make_args):
   """Random actions through the same VectorEnv the trainer uses, pmapped over local devices.
-  `make_args` go to `envs.make` (e.g. `obs_type="pixels", pixels=PixelSpec(...)`)."""
+  `make_args` go to `envs.make` (e.g. `obs_type="pixels", pixels=PixelSpec(...)`). `resets`:
+  `in_place` (staggered episodes, finished envs reset in the step), `pool` (staggered, from
+  `VectorEnv`'s reset pool) or `bare` (the task's vmapped step alone: no time limit resets)."""
+  if resets not in RESETS:
+    raise ValueError(f"resets={resets!r}; choose one of {RESETS}")
   devices = jax.local_device_count()
   if make_args.get("obs_type") == "pixels":
     make_args["num_worlds"] = batch // devices
   env = envs.make(env_name, **make_args)
-  vector_env = envs.VectorEnv(env, batch // devices, stagger=True)
+  vector_env = envs.VectorEnv(env, batch // devices, stagger=True,
+                              reset_pool=resets == "pool")
+  step = jax.vmap(env.step) if resets == "bare" else vector_env.step
 
   def run(state, key):
     def body(state, step_key):
       action = jax.random.uniform(step_key, (vector_env.num_envs, env.action_size),
                                   minval=-1, maxval=1)
-      return vector_env.step(state, action), None
+      return step(state, action), None
     return jax.lax.scan(body, state, jax.random.split(key, unroll_length))[0]
 
   keys = jax.random.split(jax.random.PRNGKey(0), devices)

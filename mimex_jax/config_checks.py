@@ -64,6 +64,7 @@ def boolean(x):
 COMMON_RULES: List[Rule] = [
     ("env.episode_length", positive_int, "an integer >= 1"),
     ("env.action_repeat", positive_int, "an integer >= 1"),
+    ("env.reset_pool", lambda x: x in envs.RESET_POOL, "auto, on or off"),
     ("seed", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
     ("distributed", boolean, "True or False"),
     ("num_seeds", positive_int, "an integer >= 1"),

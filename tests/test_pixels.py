@@ -77,8 +77,10 @@ def test_visible_sites_are_drawn():
   np.testing.assert_array_equal(before[2], after[2])  # no geom moved
 
 
-def test_frame_stack_restarts_with_each_episode(cartpole_pixels):
-  env, vector_env = cartpole_pixels
+@pytest.mark.parametrize("reset_pool", [False, True])
+def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
+  env, _ = cartpole_pixels
+  vector_env = VectorEnv(env, 2, reset_pool=reset_pool)
   assert env.observation_shape == (24, 32, 3)
   step = jax.jit(vector_env.step)
   push = jnp.ones((2, env.action_size))

@@ -1,11 +1,13 @@
 """Training environments: a single-env wrapper with time limit, action repeat and episode
-statistics, and a vectorized wrapper that resets finished episodes.
+statistics, and a vectorized wrapper that resets finished episodes (optionally from a pool of
+starts prepared a few envs per step).
 
 A backend is any object with `reset(key) -> s`, `step(s, action) -> s`, `observation_size` and
 `action_size`, whose states carry `obs`, `reward` and `done`. MuJoCo Playground's `MjxEnv` and
 `brax.envs.Env` both are such objects, so neither needs an adapter class.
 """
 
+import math
 from typing import Any, Callable, Optional, Tuple
 
 from flax import struct
@@ -38,6 +40,7 @@ class EnvState:
   episode: EpisodeStats  # the episode in progress
   completed: EpisodeStats  # the episode that ended at this step (read where done)
   key: jax.Array  # consumed by the next reset
+  pool: Optional["ResetPool"] = None  # `VectorEnv(reset_pool=True)` only: each env's next start
 
   @property
   def done(self) -> jax.Array:
@@ -137,6 +140,17 @@ class Env:
                          completed=episode)
 
 
+@struct.dataclass
+class ResetPool:
+  """Each env's next start, computed ahead of its episode's end: where `ready`, slot i holds
+  `Env.reset(key)` for env i's current `key` (`[B, ...]` like the envs). A slot depends only on
+  its env's key, so a start taken from the pool is the one an in-place reset would compute."""
+  inner: Any
+  obs: jax.Array
+  key: jax.Array  # the env's key after that reset
+  ready: jax.Array  # [B] bool: the slot matches the env's current key
+
+
 def _select(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
   """Per-env choice between two batched pytrees; `mask` is `[B]`."""
   def pick(a, b):
@@ -147,14 +161,38 @@ def _select(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
 class VectorEnv:
   """`num_envs` copies of an `Env`, stepped with vmap; finished episodes restart at once.
 
-  The reset runs under a batch-level `lax.cond`, so it costs nothing on steps where no episode
-  ended (with fixed-length episodes that is all but one step in `episode_length`).
+  Without a pool, the reset runs under a batch-level `lax.cond`, so it costs nothing on steps
+  where no episode ended (with fixed-length episodes that is all but one step in
+  `episode_length`); but on a step where any episode ended, all envs pay for a reset. Staggered
+  episodes end on almost every step, and on tasks whose reset is dear (the arm's `make_data` and
+  `forward` cost more than its step) that cost most of the time.
+
+  `reset_pool=True` keeps each env's next start ready in `EnvState.pool` and prepares `refill`
+  of them per step (one vmapped reset of `refill` envs, a small fixed cost); a finished env takes
+  its slot. Slots are keyed by env, not handed out in turn from a shared pool: a slot holds what
+  the in-place reset would compute from the same key, so episodes, their statistics and a run's
+  independence from the device count are exactly as without the pool, and no start can be
+  handed out twice. When an env ends before its slot was prepared (an episode shorter than the
+  refill takes to come round; `refill` covers twice the time-limit ends per step), that step
+  prepares `refill` more at a time until every finished env has its start: correct in every
+  case, as dear as the in-place reset only in that rare one.
   """
 
-  def __init__(self, env: Env, num_envs: int, stagger: bool = False):
+  def __init__(self, env: Env, num_envs: int, stagger: bool = False, reset_pool: bool = False,
+               refill: Optional[int] = None):
     self.env = env
     self.num_envs = int(num_envs)
     self.stagger = stagger
+    self.reset_pool = reset_pool
+    fixed_batch = getattr(env.backend, "fixed_batch", None)
+    if reset_pool and fixed_batch:
+      raise ValueError(f"{env.name}: a reset pool resets a few envs at a time, and this "
+                       f"renderer (warp) draws exactly {fixed_batch}; use reset_pool=False or "
+                       "the jax renderer")
+    # Time limits end num_envs / episode_length episodes per step on average once staggered;
+    # twice that keeps the slots of envs not yet finished ready through uneven steps.
+    default = math.ceil(2 * self.num_envs / max(1, env.episode_length))
+    self.refill = min(self.num_envs, max(1, int(refill) if refill is not None else default))
 
   @property
   def observation_size(self) -> int:
@@ -183,17 +221,57 @@ class VectorEnv:
       offset = jax.random.randint(stagger_key, (total_envs,), 0, self.env.episode_length)
       offset = jax.lax.dynamic_slice_in_dim(offset, first_env, self.num_envs)
       state = state.replace(episode=state.episode.replace(length=offset.astype(jnp.int32)))
+    if self.reset_pool:  # every slot ready from the start: first episodes may be short
+      fresh = jax.vmap(self.env.reset)(state.key)
+      state = state.replace(pool=ResetPool(inner=fresh.inner, obs=fresh.obs, key=fresh.key,
+                                           ready=jnp.ones((self.num_envs,), bool)))
     return state
 
   def step(self, state: EnvState, action: jax.Array) -> EnvState:
     """`action` is `[B, action_size]`; returns the batched state after one step."""
-    state = jax.vmap(self.env.step)(state, action)
+    pool = state.pool
+    state = jax.vmap(self.env.step)(state.replace(pool=None), action)
     done = state.done > 0
+    if pool is None:
+      return jax.lax.cond(jnp.any(done), self._reset_finished, lambda s, d: s, state, done)
+    pool = self._refill(pool, state.key, done)
+    state = jax.lax.cond(jnp.any(done), self._take_from_pool, lambda s, p, d: s, state, pool,
+                         done)
+    return state.replace(pool=pool.replace(ready=pool.ready & ~done))
 
-    def reset_finished(state: EnvState) -> EnvState:
-      fresh = jax.vmap(self.env.reset)(state.key)
-      restarted = state.replace(inner=fresh.inner, obs=fresh.obs, episode=fresh.episode,
-                                key=fresh.key)
-      return _select(done, restarted, state)
+  def _reset_finished(self, state: EnvState, done: jax.Array) -> EnvState:
+    fresh = jax.vmap(self.env.reset)(state.key)
+    restarted = state.replace(inner=fresh.inner, obs=fresh.obs, episode=fresh.episode,
+                              key=fresh.key)
+    return _select(done, restarted, state)
 
-    return jax.lax.cond(jnp.any(done), reset_finished, lambda s: s, state)
+  def _refill(self, pool: ResetPool, keys: jax.Array, done: jax.Array) -> ResetPool:
+    """Prepares `refill` slots that are not ready, finished envs' first; then `refill` more at
+    a time while a finished env has no ready slot, so every finished env finds its start. That
+    loop is rare (an episode that ended before its slot came round) and costs what the
+    in-place reset would, with one reset in the program instead of two."""
+
+    def prepare(carry):
+      pool, rounds = carry
+      rank = jnp.where(pool.ready, 2, jnp.where(done, 0, 1))
+      slots = jnp.argsort(rank, stable=True)[:self.refill]
+      fresh = jax.vmap(self.env.reset)(keys[slots])
+      # Ready slots that fill up the row are not written (they hold the same start already).
+      slots = jnp.where(rank[slots] < 2, slots, self.num_envs)
+      put = lambda slot_leaf, new: slot_leaf.at[slots].set(new, mode="drop")  # noqa: E731
+      pool = ResetPool(inner=jax.tree.map(put, pool.inner, fresh.inner),
+                       obs=put(pool.obs, fresh.obs), key=put(pool.key, fresh.key),
+                       ready=pool.ready.at[slots].set(True, mode="drop"))
+      return pool, rounds + 1
+
+    def unfinished(carry):
+      pool, rounds = carry
+      return jnp.any(~pool.ready & (done | (rounds == 0)))
+
+    return jax.lax.while_loop(unfinished, prepare, (pool, 0))[0]
+
+  def _take_from_pool(self, state: EnvState, pool: ResetPool, done: jax.Array) -> EnvState:
+    stats = EpisodeStats.zeros(self.env.success_defined)
+    start = state.replace(inner=pool.inner, obs=pool.obs, key=pool.key, episode=jax.tree.map(
+        lambda x: jnp.broadcast_to(x, done.shape), stats))
+    return _select(done, start, state)

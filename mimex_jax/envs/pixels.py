@@ -306,6 +306,8 @@ class PixelObservations:
     self.backend = backend
     self.spec = spec
     self._camera = make_camera(backend.mj_model, spec, num_worlds)
+    # The warp renderer can only reset (render) all of one device's envs together.
+    self.fixed_batch = int(num_worlds) if spec.backend == "warp" else None
 
   @property
   def observation_size(self) -> Tuple[int, int, int]:

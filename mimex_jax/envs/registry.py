@@ -17,6 +17,7 @@ from mimex_jax.envs import pixels as pixel_obs
 from mimex_jax.envs.core import Env
 
 BRAX_PREFIX = "brax/"
+RESET_POOL = ("auto", "on", "off")  # the config's env.reset_pool; see `uses_reset_pool`
 
 # DM Control tasks whose reward is 1 inside the goal region and 0 outside (tolerance with zero
 # margin): success is reaching that reward.
@@ -36,6 +37,9 @@ class TaskSpec:
   success_threshold: Optional[float]  # per-step reward that counts as success; None: undefined
   # Backend state -> 1 where solved; when set, it replaces the reward threshold.
   success_fn: Optional[Callable[[Any], Any]] = None
+  # A reset (model data and a forward pass) that costs more than a step: a trainer's staggered
+  # episodes then pay most of their time in resets unless `VectorEnv` keeps a reset pool.
+  costly_reset: bool = False
 
 
 class UnknownTaskError(ValueError):
@@ -91,7 +95,8 @@ def spec(name: str) -> TaskSpec:
   if name in _manipulation_task_names():
     from mimex_jax.envs import manipulation
     return TaskSpec(name, functools.partial(_manipulation_backend, name),
-                    manipulation.DEFAULT_EPISODE_LENGTH[name], None, _success_metric)
+                    manipulation.DEFAULT_EPISODE_LENGTH[name], None, _success_metric,
+                    costly_reset=True)
   if name.startswith(BRAX_PREFIX) and name[len(BRAX_PREFIX):] in _BRAX_TASKS:
     brax_name = name[len(BRAX_PREFIX):]
     return TaskSpec(name, functools.partial(_brax_backend, brax_name), 1000, None)
@@ -100,6 +105,19 @@ def spec(name: str) -> TaskSpec:
     return TaskSpec(name, functools.partial(_playground_backend, name), 1000, threshold,
                     dmc.SUCCESS_FNS.get(name))
   raise UnknownTaskError(f"unknown env name {name!r}; known: {', '.join(task_names())}")
+
+
+def uses_reset_pool(name: str, setting: str, pixel_backend: Optional[str] = None) -> bool:
+  """Whether a trainer's `VectorEnv` for task `name` keeps a reset pool. `setting` is `on`,
+  `off` or `auto`: on where the task's reset is dear (the arm tasks: 2.8x the steps/s of
+  in-place resets, docs/TASKS.md), off elsewhere, where it measured neutral and would double the
+  env state a device holds and checkpoints; never with the warp renderer (`pixel_backend`),
+  which renders all of a device's envs at once."""
+  if setting not in RESET_POOL:
+    raise ValueError(f"reset pool setting must be one of {RESET_POOL}, got {setting!r}")
+  if setting != "auto":
+    return setting == "on"
+  return spec(name).costly_reset and pixel_backend != "warp"
 
 
 @contextlib.contextmanager

@@ -23,7 +23,10 @@ def build(config: Any):
   # The warp renderer draws a fixed number of worlds: evaluation gets its own.
   eval_env = (_make_env(config, config.eval_episodes)
               if config.env.obs_type == "pixels" and config.env.pixels.backend == "warp" else env)
-  vector_env = envs.VectorEnv(env, envs_per_device, stagger=True)
+  pixel_backend = config.env.pixels.backend if config.env.obs_type == "pixels" else None
+  vector_env = envs.VectorEnv(
+      env, envs_per_device, stagger=True,
+      reset_pool=envs.uses_reset_pool(env.name, config.env.reset_pool, pixel_backend))
   steps_per_update = config.num_envs * config.env_steps * config.env.action_repeat
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
   drq = DrQ(env.observation_shape, env.action_size, config.drq, parallel.AXIS)

@@ -49,6 +49,11 @@ def check(config: Any, device_count: int) -> None:
   if config.drq.batch_size % device_count:
     raise ConfigError(f"config key drq.batch_size={config.drq.batch_size} does not divide among "
                       f"{device_count} devices; use a multiple of {device_count}")
+  if (config.env.reset_pool == "on" and config.env.obs_type == "pixels"
+      and config.env.pixels.backend == "warp"):
+    raise ConfigError("config key env.reset_pool='on' needs a renderer that draws a few envs at "
+                      "a time, and warp draws all of a device's at once; use the jax renderer "
+                      "or env.reset_pool=auto")
   if config.intrinsic.normalize:
     raise ConfigError("config key intrinsic.normalize=True is not supported with agent=drq "
                       "(the bonus is scored on replayed samples, not on rollouts); set it False")

@@ -17,7 +17,8 @@ def build(config: Any):
   num_devices = jax.device_count()
   env = envs.make(config.env.name, episode_length=config.env.episode_length,
                   action_repeat=config.env.action_repeat)
-  vector_env = envs.VectorEnv(env, config.num_envs // num_devices, stagger=True)
+  vector_env = envs.VectorEnv(env, config.num_envs // num_devices, stagger=True,
+                              reset_pool=envs.uses_reset_pool(env.name, config.env.reset_pool))
   steps_per_update = config.num_envs * config.unroll_length * config.env.action_repeat
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
   ppo = PPO(env.observation_size, env.action_size, config.ppo, total_updates, parallel.AXIS)
