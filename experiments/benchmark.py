@@ -113,7 +113,10 @@ def parse_variants(specs):
     overrides = {}
     for pair in filter(None, pairs.split(",")):
       key, _, value = pair.partition("=")
-      overrides[key] = json.loads(value) if value[:1] in "0123456789-[tf" else value
+      try:  # numbers, true/false and lists as JSON; anything else is a string
+        overrides[key] = json.loads(value)
+      except json.JSONDecodeError:
+        overrides[key] = value
     variants[name] = (kind, overrides)
   return variants
 

@@ -71,6 +71,7 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.intrinsic.window_end=action", "intrinsic.window_end='action' is invalid"),
     ("--config.intrinsic.train_fraction=0", "intrinsic.train_fraction=0.0 is invalid"),
     ("--config.intrinsic.train_fraction=1.5", "intrinsic.train_fraction=1.5 is invalid"),
+    ("--config.env.reset_pool=maybe", "env.reset_pool='maybe' is invalid"),
     ("--config.checkpoint.max_to_keep=0", "checkpoint.max_to_keep=0 is invalid"),
     ("--config.distributed=3", "Non-boolean argument to boolean flag"),
     ("--config.ppo.num_minibatches=3", "ppo.num_minibatches=3 does not divide unroll_length"),
