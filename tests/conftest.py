@@ -2,8 +2,6 @@
 compilation cache (compiles dominate on 2 cores)."""
 
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -44,8 +42,7 @@ CHECKPOINTED_RUN_ARGS = [
 def uninterrupted(repo_root, tmp_path_factory):
   """The workdir of a finished smoke-sized run with checkpoints at updates 10, 20, ..., 60."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  result = subprocess.run(
-      [sys.executable, "-m", "mimex_jax.train", *CHECKPOINTED_RUN_ARGS, f"--workdir={workdir}"],
-      cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=600)
+  from cli_runner import run_train  # after XLA_FLAGS: its server inherits them
+  result = run_train([*CHECKPOINTED_RUN_ARGS, f"--workdir={workdir}"], repo_root)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir

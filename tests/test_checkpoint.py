@@ -14,18 +14,18 @@ import pytest
 from mimex_jax import checkpoint as checkpoint_lib
 from mimex_jax.metrics import read_metrics
 
+from cli_runner import run_train
 from conftest import CHECKPOINTED_RUN_ARGS as RUN_ARGS, CHECKPOINTED_UPDATES as UPDATES, ENV
 
 TIMING = ("steps_per_second", "compile_seconds")  # wall-clock figures differ between runs
 
 
-def _command(workdir, *extra):
-  return [sys.executable, "-m", "mimex_jax.train", *RUN_ARGS, f"--workdir={workdir}", *extra]
+def _args(workdir, *extra):
+  return [*RUN_ARGS, f"--workdir={workdir}", *extra]
 
 
 def _run(repo_root, workdir, *extra):
-  return subprocess.run(_command(workdir, *extra), cwd=repo_root, env=ENV, capture_output=True,
-                        text=True, timeout=600)
+  return run_train(_args(workdir, *extra), repo_root)
 
 
 def _saved_steps(workdir):
@@ -37,7 +37,8 @@ def _saved_steps(workdir):
 
 def _interrupt(repo_root, workdir, signum, after_update):
   """Starts a run and sends `signum` as soon as a checkpoint past `after_update` is complete."""
-  process = subprocess.Popen(_command(workdir), cwd=repo_root, env=ENV, stdout=subprocess.PIPE,
+  process = subprocess.Popen([sys.executable, "-m", "mimex_jax.train", *_args(workdir)],
+                             cwd=repo_root, env=ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 600
   while not any(s > after_update for s in _saved_steps(workdir)):

@@ -7,16 +7,17 @@ import sys
 
 import pytest
 
+from cli_runner import run_train
+
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
        "JAX_PLATFORMS": "cpu"}
 
 
 def _train(repo_root, *args, workdir=None):
-  command = [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke", *args]
+  command = ["--config=configs/ppo.py:smoke", *args]
   if workdir:
     command.append(f"--workdir={workdir}")
-  return subprocess.run(command, cwd=repo_root, env=ENV, capture_output=True, text=True,
-                        timeout=600)
+  return run_train(command, repo_root)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ CLI."""
 
 import json
 import os
-import subprocess
 import sys
 from types import SimpleNamespace
 
-from conftest import ENV
+from cli_runner import run_train
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -245,10 +244,8 @@ def test_short_run_from_states_improves_return_on_dense_cartpole_balance(drq_con
 
 
 def _train(repo_root, workdir, *overrides):
-  return subprocess.run(
-      [sys.executable, "-m", "mimex_jax.train", "--config=configs/drq.py:smoke",
-       f"--workdir={workdir}", *overrides],
-      cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=600)
+  return run_train(["--config=configs/drq.py:smoke", f"--workdir={workdir}", *overrides],
+                   repo_root)
 
 
 def _restored_params(workdir, update):
