@@ -169,7 +169,8 @@ def _state_config(drq_configs):
   return config
 
 
-@pytest.mark.parametrize("window_end", ["obs", "next_obs"])
+@pytest.mark.parametrize("window_end", [
+    "obs", pytest.param("next_obs", marks=pytest.mark.slow)])  # the same step, other windows
 def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs, window_end):
   assert jax.local_device_count() == 2, "conftest forces two CPU devices"
   config = _state_config(drq_configs)
@@ -212,6 +213,7 @@ def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs, w
   assert float(metrics["intrinsic_reward"][0]) > 0
 
 
+@pytest.mark.slow  # a learning curve
 def test_short_run_from_states_improves_return_on_dense_cartpole_balance(drq_configs):
   config = _state_config(drq_configs)
   config.intrinsic.kind = "none"
