@@ -49,7 +49,11 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
 
   config.env = config_dict.ConfigDict()
   config.env.name = _TASKS[arg]
-  config.env.episode_length = 500  # agent steps (DM Control's 1000 at action repeat 2)
+  # Modules imported before env.name is looked up, comma-separated: where your own tasks call
+  # mimex_jax.envs.register (README, "Your own environment"). Evaluation imports them too.
+  config.env.imports = ""
+  # Agent steps (DM Control's 1000 at action repeat 2); 0: the task's own length.
+  config.env.episode_length = 500
   config.env.action_repeat = 2
   config.env.obs_type = "pixels"  # pixels | state
   config.env.pixels = config_dict.ConfigDict()

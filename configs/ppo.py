@@ -56,8 +56,12 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
 
   config.env = config_dict.ConfigDict()
   config.env.name = _TASKS.get(arg, "CartpoleBalanceSparse")
-  # Agent steps before truncation (bootstrapped, not terminal).
-  config.env.episode_length = manipulation.DEFAULT_EPISODE_LENGTH.get(config.env.name, 1000)
+  # Modules imported before env.name is looked up, comma-separated: where your own tasks call
+  # mimex_jax.envs.register (README, "Your own environment"). Evaluation imports them too.
+  config.env.imports = ""
+  # Agent steps before truncation (bootstrapped, not terminal); 0: the task's own (1000 for
+  # DM Control, 100-150 for the arm, what `register` said for yours).
+  config.env.episode_length = 0
   config.env.action_repeat = 1
   # Each env's next start prepared ahead, a few per step (VectorEnv's reset pool): on | off |
   # auto (on for the arm tasks, whose reset costs more than a step). Episodes are the same.

@@ -62,7 +62,7 @@ def boolean(x):
 
 
 COMMON_RULES: List[Rule] = [
-    ("env.episode_length", positive_int, "an integer >= 1"),
+    ("env.episode_length", nonneg_int, "an integer >= 1, or 0 for the task's own"),
     ("env.action_repeat", positive_int, "an integer >= 1"),
     ("env.reset_pool", lambda x: x in envs.RESET_POOL, "auto, on or off"),
     ("seed", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
@@ -116,11 +116,7 @@ def check_common(config: Any, device_count: int, platform: str = "cpu") -> None:
   """Raises `ConfigError` for the first problem in the keys every learner reads: the run, the
   env and the intrinsic reward."""
   check_rules(config, COMMON_RULES)
-  try:
-    envs.spec(config.env.name)
-  except envs.UnknownTaskError as e:
-    raise ConfigError(f"config key env.name={config.env.name!r} is not a known task; "
-                      f"known: {', '.join(envs.task_names())}") from e
+  check_env_name(config)
 
   limit = CPU_MAX_SEEDS.get(config.intrinsic.kind)
   if platform == "cpu" and limit is not None and config.num_seeds > limit:
@@ -132,6 +128,23 @@ def check_common(config: Any, device_count: int, platform: str = "cpu") -> None:
     raise ConfigError(f"config key num_envs={config.num_envs} does not divide among "
                       f"{device_count} devices; use a multiple of {device_count}")
   _check_mimex(config.intrinsic)
+
+
+def check_env_name(config: Any) -> None:
+  """Imports the modules in `env.imports` (where the user's tasks register), then raises
+  `ConfigError` if `env.name` is still not a known task."""
+  imports = config.env.get("imports", "")  # configs saved before env.imports have none
+  try:
+    envs.import_task_modules(imports)
+  except envs.TaskModuleError as e:
+    raise ConfigError(f"config key env.imports={imports!r}: {e}") from e
+  try:
+    envs.spec(config.env.name)
+  except envs.UnknownTaskError as e:
+    raise ConfigError(f"config key env.name={config.env.name!r} is not a known task; "
+                      f"known: {', '.join(envs.task_names())}. A task of your own: "
+                      "mimex_jax.envs.register it in a module and name that module in "
+                      "env.imports (README, \"Your own environment\")") from e
 
 
 def _check_mimex(block: Any) -> None:

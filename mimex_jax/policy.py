@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 
 from mimex_jax import agents
 from mimex_jax import checkpoint as checkpoint_lib
+from mimex_jax.config_checks import ConfigError, check_env_name
 
 Checkpoint = Optional[Union[int, str]]  # an update number, "latest", "best" or None (latest)
 
@@ -70,6 +71,7 @@ def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRu
   if not 0 <= seed < num_seeds:
     raise checkpoint_lib.CheckpointError(
         f"seed {seed} is not in this run; it trained seeds 0 to {num_seeds - 1}")
+  _find_task(config, workdir)
   env, fused, steps_per_update, _ = agents.build(config)  # built as in training
   # Only the policy's parts are read, so a run saved on 8 devices loads on 1.
   key = jax.random.PRNGKey(0)
@@ -87,6 +89,16 @@ def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRu
   return LoadedRun(config=config, env=env, fused=fused, update=update,
                    env_steps=update * steps_per_update, policy_args=policy_args,
                    path=os.path.join(checkpointer.directory, str(update)))
+
+
+def _find_task(config: config_dict.ConfigDict, workdir: str) -> None:
+  """Imports the modules the run named in `env.imports` and checks its task is known, so a run
+  on a task of the user's own loads like any other, and a missing module is one clear error."""
+  try:
+    check_env_name(config)
+  except ConfigError as e:
+    raise checkpoint_lib.CheckpointError(f"cannot rebuild the task the run in {workdir} "
+                                         f"trained on: {e}") from e
 
 
 def load_policy(workdir: str, checkpoint: Checkpoint = None,

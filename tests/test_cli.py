@@ -64,6 +64,8 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.num_envs=15", "num_envs=15 does not divide among 2 devices"),
     ("--config.env.name=CartpoleSwingupSparce", "env.name='CartpoleSwingupSparce' is not a "
                                                 "known task"),
+    ("--config.env.imports=no_such_user_module",
+     "env.imports='no_such_user_module': cannot import module 'no_such_user_module'"),
     ("--config.intrinsic.kind=curiosity", "intrinsic.kind='curiosity' is invalid"),
     ("--config.checkpoint.every=-1", "checkpoint.every=-1 is invalid"),
     ("--config.intrinsic.kind=icm --config.num_seeds=2",

@@ -57,8 +57,9 @@ class Env:
   def __init__(self, backend: Any, episode_length: int, action_repeat: int = 1,
                success_threshold: Optional[float] = None, name: str = "",
                success_fn: Optional[Callable[[Any], jax.Array]] = None):
-    """Success is `success_fn(backend_state)` (1 where the task is solved at that step) if
-    given, else a step reward of at least `success_threshold`; with neither it is undefined."""
+    """Success is `success_fn(backend_state)` (true or > 0 where the task is solved at that
+    step) if given, else a step reward of at least `success_threshold`; with neither it is
+    undefined."""
     self.backend = backend
     self.episode_length = int(episode_length)
     self.action_repeat = int(action_repeat)
@@ -130,7 +131,8 @@ class Env:
     truncated = ((length >= self.episode_length) & (terminated == 0)).astype(jnp.float32)
     success = state.episode.success
     if self.success_fn is not None:
-      success = jnp.maximum(success, jnp.asarray(self.success_fn(inner), jnp.float32))
+      solved = jnp.asarray(self.success_fn(inner)) > 0  # a bool, 0/1 or any score > 0
+      success = jnp.maximum(success, solved.astype(jnp.float32))
     elif self.success_threshold is not None:
       success = jnp.maximum(success, (reward >= self.success_threshold).astype(jnp.float32))
     episode = EpisodeStats(episode_return=state.episode.episode_return + reward, length=length,

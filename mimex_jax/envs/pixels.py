@@ -10,8 +10,9 @@ Two renderers sit behind one option:
   states (the envs on one device); textures and lights come from the MJCF; sites are not drawn.
 
 Observations are uint8 `[H, W, C * frame_stack]`, oldest frame first (C = 1 gray or 3 RGB).
-The backend wrapped must expose `mj_model`, and its states must carry `data` (mjx.Data) as
-MuJoCo Playground's and this package's tasks do.
+The backend wrapped must expose its `mujoco.MjModel` and its states their `mjx.Data`: as
+`mj_model` and `data` (MuJoCo Playground's and this package's tasks) or as `sys.mj_model` and
+`pipeline_state` (Brax's `PipelineEnv` on the `mjx` backend).
 """
 
 import copy
@@ -284,7 +285,20 @@ class PixelState:
 
   @property
   def data(self) -> mjx.Data:
-    return self.inner.data
+    return physics_data(self.inner)
+
+
+def model_of(backend: Any) -> Optional[mujoco.MjModel]:
+  """The MuJoCo model of a Playground-style task (`mj_model`) or a Brax one (`sys.mj_model`)."""
+  model = getattr(backend, "mj_model", None)
+  if model is None:
+    model = getattr(getattr(backend, "sys", None), "mj_model", None)
+  return model
+
+
+def physics_data(state: Any) -> mjx.Data:
+  """The MJX data of a Playground-style state (`data`) or a Brax one (`pipeline_state`)."""
+  return state.data if hasattr(state, "data") else state.pipeline_state
 
 
 def _stacked(frames: jax.Array) -> jax.Array:
@@ -300,12 +314,18 @@ class PixelObservations:
   """
 
   def __init__(self, backend: Any, spec: PixelSpec, num_worlds: Optional[int] = None):
-    if not hasattr(backend, "mj_model"):
-      raise ValueError(f"{type(backend).__name__} has no mj_model: pixel observations need an "
-                       "MJX task (MuJoCo Playground or mimex_jax.envs.manipulation)")
+    self._mj_model = model_of(backend)
+    if self._mj_model is None:
+      raise ValueError(f"{type(backend).__name__} has no MuJoCo model (mj_model or "
+                       "sys.mj_model): pixel observations need an MJX task (MuJoCo Playground's "
+                       "MjxEnv, Brax's PipelineEnv with backend='mjx', or this package's)")
+    physics = getattr(backend, "backend", "mjx")  # Brax names its physics pipeline here
+    if isinstance(physics, str) and physics != "mjx":
+      raise ValueError(f"{type(backend).__name__} runs Brax's {physics!r} pipeline: pixel "
+                       "observations need MJX data (backend='mjx')")
     self.backend = backend
     self.spec = spec
-    self._camera = make_camera(backend.mj_model, spec, num_worlds)
+    self._camera = make_camera(self._mj_model, spec, num_worlds)
     # The warp renderer can only reset (render) all of one device's envs together.
     self.fixed_batch = int(num_worlds) if spec.backend == "warp" else None
 
@@ -319,7 +339,7 @@ class PixelObservations:
 
   @property
   def mj_model(self) -> mujoco.MjModel:
-    return self.backend.mj_model
+    return self._mj_model
 
   def frame(self, data: mjx.Data) -> jax.Array:
     """`[H, W, C]` uint8 image of one state."""
@@ -330,7 +350,7 @@ class PixelObservations:
 
   def reset(self, key: jax.Array) -> PixelState:
     inner = self.backend.reset(key)
-    frames = jnp.repeat(self.frame(inner.data)[None], self.spec.frame_stack, axis=0)
+    frames = jnp.repeat(self.frame(physics_data(inner))[None], self.spec.frame_stack, axis=0)
     return PixelState(inner=inner, frames=frames, obs=_stacked(frames))
 
   def advance(self, state: PixelState, action: jax.Array) -> PixelState:
@@ -341,7 +361,7 @@ class PixelObservations:
 
   def observe(self, state: PixelState) -> PixelState:
     """Renders the current state and pushes it onto the stack."""
-    frames = jnp.concatenate([state.frames[1:], self.frame(state.inner.data)[None]], axis=0)
+    frames = jnp.concatenate([state.frames[1:], self.frame(state.data)[None]], axis=0)
     return state.replace(frames=frames, obs=_stacked(frames))
 
   def step(self, state: PixelState, action: jax.Array) -> PixelState:

@@ -2,15 +2,21 @@
 
 Names are this package's manipulation tasks (`ReachSparse`, `PushSparse`, ... with `...Dense`
 twins), MuJoCo Playground's DM Control Suite tasks (their XMLs ship with the package, so nothing
-is downloaded) and `brax/<name>` for Brax's own environments. MJX tasks run on the pure-JAX
-backend (`impl="jax"`) unless told otherwise: Playground's default, MuJoCo Warp, is slower on CPU.
+is downloaded), `brax/<name>` for Brax's own environments, and the user's own tasks, added with
+`register(name, factory, ...)` (a config names the modules that register them in `env.imports`).
+MJX tasks run on the pure-JAX backend (`impl="jax"`) unless told otherwise: Playground's default,
+MuJoCo Warp, is slower on CPU.
 `make(name, obs_type="pixels", pixels=PixelSpec(...))` renders observations for any MJX task.
 """
 
 import contextlib
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, Optional, Tuple
+import importlib
+import inspect
+import os
+import sys
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from mimex_jax.envs import dmc
 from mimex_jax.envs import pixels as pixel_obs
@@ -44,6 +50,26 @@ class TaskSpec:
 
 class UnknownTaskError(ValueError):
   pass
+
+
+class TaskModuleError(ValueError):
+  """A module named to register tasks (`import_task_modules`) that cannot be imported."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSuccess:
+  """Success read from a metric of the backend's states: `state.metrics[name] > 0`. `make`
+  looks for the metric once the backend is built; a `required` one that is missing is an error,
+  an optional one leaves success undefined."""
+  name: str
+  required: bool = True
+
+  def __call__(self, state: Any) -> Any:
+    return state.metrics[self.name] > 0
+
+
+# The user's tasks, by name: `register` adds them.
+_REGISTERED: Dict[str, TaskSpec] = {}
 
 
 def _playground_backend(name: str, overrides: Dict[str, Any]) -> Any:
@@ -88,10 +114,23 @@ def _success_metric(state: Any) -> Any:
 
 def task_names() -> Tuple[str, ...]:
   return (_manipulation_task_names() + _playground_task_names()
-          + tuple(BRAX_PREFIX + n for n in _BRAX_TASKS))
+          + tuple(BRAX_PREFIX + n for n in _BRAX_TASKS) + tuple(_REGISTERED))
 
 
 def spec(name: str) -> TaskSpec:
+  if name in _REGISTERED:
+    return _REGISTERED[name]
+  builtin = _builtin_spec(name)
+  if builtin is None:
+    raise UnknownTaskError(
+        f"unknown env name {name!r}; known: {', '.join(task_names())}. A task of your own: "
+        "mimex_jax.envs.register it in a module and name the module in the config's "
+        "env.imports (README, \"Your own environment\")")
+  return builtin
+
+
+def _builtin_spec(name: str) -> Optional[TaskSpec]:
+  """The spec of one of this package's, Playground's or Brax's tasks; None for other names."""
   if name in _manipulation_task_names():
     from mimex_jax.envs import manipulation
     return TaskSpec(name, functools.partial(_manipulation_backend, name),
@@ -104,7 +143,109 @@ def spec(name: str) -> TaskSpec:
     threshold = 0.5 if name in _SPARSE_PLAYGROUND_TASKS else None
     return TaskSpec(name, functools.partial(_playground_backend, name), 1000, threshold,
                     dmc.SUCCESS_FNS.get(name))
-  raise UnknownTaskError(f"unknown env name {name!r}; known: {', '.join(task_names())}")
+  return None
+
+
+Success = Union[None, str, Callable[[Any], Any]]
+
+
+def register(name: str, factory: Callable[..., Any], *, episode_length: int,
+             success: Success = None, costly_reset: bool = False) -> None:
+  """Adds task `name`: from then on `make(name)`, the configs' `env.name` and
+  `python -m mimex_jax.envs.show --list` know it. Training and evaluation from the command line
+  see it when the config's `env.imports` names the module that calls this.
+
+  `factory(**overrides)` builds the env: a MuJoCo Playground `MjxEnv`, a Brax `PipelineEnv`, or
+  any object with `reset(key)`, `step(state, action)`, `observation_size` and `action_size`
+  whose states carry `obs`, `reward`, `done` and `metrics`. It picks its own MJX
+  implementation (the pure-JAX one, `impl="jax"`, is the fast one on CPU).
+  `episode_length` is the time limit a config's `env.episode_length=0` stands for.
+  `success` says when an episode succeeded (once is enough):
+    None (default): the env's own metric `success` (`state.metrics["success"] > 0`) if its
+      states have one; otherwise success is undefined and reported as null / n/a;
+    a metric name: `state.metrics[name] > 0`; the states must have it;
+    a function of the env's state: true (or > 0) on steps where the task is solved.
+  `costly_reset`: a reset dearer than a step; `env.reset_pool=auto` then keeps a reset pool.
+
+  Registering a name again with a factory defined elsewhere is an error; with the same factory
+  (a module imported twice, a notebook cell run again) the later settings win.
+  """
+  if not isinstance(name, str) or not name.strip():
+    raise ValueError(f"a task name is a non-empty string, got {name!r}")
+  if _builtin_spec(name) is not None:
+    raise ValueError(f"task name {name!r} is one of mimex_jax's own tasks; choose another")
+  if not callable(factory):
+    raise ValueError(f"task {name}: factory must be callable, got {factory!r}")
+  if isinstance(episode_length, bool) or not isinstance(episode_length, int) or \
+      episode_length < 1:
+    raise ValueError(f"task {name}: episode_length must be an integer >= 1, got "
+                     f"{episode_length!r}")
+  earlier = _REGISTERED.get(name)
+  if earlier is not None and _origin(earlier.build.factory) != _origin(factory):
+    raise ValueError(f"task {name!r} is registered already, with another factory "
+                     f"({_describe(earlier.build.factory)}); choose another name")
+  if success is None:
+    success_fn = MetricSuccess("success", required=False)
+  elif isinstance(success, str):
+    success_fn = MetricSuccess(success)
+  elif callable(success):
+    success_fn = success
+  else:
+    raise ValueError(f"task {name}: success must be None, a metric name or a function of the "
+                     f"env state, got {success!r}")
+  _REGISTERED[name] = TaskSpec(name, _UserBackend(factory), episode_length, None, success_fn,
+                               costly_reset=bool(costly_reset))
+
+
+@dataclasses.dataclass(frozen=True)
+class _UserBackend:
+  """A registered task's `TaskSpec.build`: the user's factory, called with the overrides."""
+  factory: Callable[..., Any]
+
+  def __call__(self, overrides: Dict[str, Any]) -> Any:
+    return self.factory(**overrides)
+
+
+def _origin(factory: Callable[..., Any]) -> Tuple[Any, ...]:
+  """Where a factory is defined. A module imported twice (as a script and again by
+  `env.imports`) makes new objects from the same source: the same factory."""
+  try:
+    return (inspect.getsourcefile(factory), factory.__qualname__)
+  except (TypeError, AttributeError):  # partials, builtins: only the object itself is the same
+    return (id(factory),)
+
+
+def _describe(factory: Callable[..., Any]) -> str:
+  origin = _origin(factory)
+  return f"{origin[1]} in {origin[0]}" if len(origin) == 2 else repr(factory)
+
+
+def module_names(imports: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
+  """The module names of a config's `env.imports`: a comma-separated string, or a list."""
+  if imports is None:
+    return ()
+  if isinstance(imports, str):
+    imports = imports.split(",")
+  if not isinstance(imports, (list, tuple)) or not all(isinstance(m, str) for m in imports):
+    raise TaskModuleError(f"expected module names, comma-separated, got {imports!r}")
+  return tuple(m.strip() for m in imports if m.strip())
+
+
+def import_task_modules(imports: Union[None, str, Sequence[str]]) -> None:
+  """Imports the modules that register the user's tasks (a config's `env.imports`). The current
+  folder is searched last, as `python -m` does, so `mimex-train` finds the same modules. A
+  module that is not found is a `TaskModuleError`; errors inside a module propagate as they are.
+  """
+  names = module_names(imports)
+  if names and os.getcwd() not in sys.path and "" not in sys.path:
+    sys.path.append(os.getcwd())
+  for module in names:
+    try:
+      importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      raise TaskModuleError(
+          f"cannot import module {module!r} ({e}); put the folder that holds it on PYTHONPATH "
+          "or run from it") from e
 
 
 def uses_reset_pool(name: str, setting: str, pixel_backend: Optional[str] = None) -> bool:
@@ -162,9 +303,33 @@ def make(name: str, episode_length: Optional[int] = None, action_repeat: int = 1
     raise ValueError(f"obs_type must be 'state' or 'pixels', got {obs_type!r}")
   with _models_on_local_devices():
     backend = task.build(overrides)
+    success_fn = _success_of(backend, task)
     if obs_type == "pixels":
-      # Success functions read `metrics`, which the pixel state passes through.
       backend = pixel_obs.PixelObservations(backend, pixels or pixel_obs.PixelSpec(), num_worlds)
+      success_fn = _on_task_state(success_fn)
   return Env(backend, episode_length=episode_length or task.default_episode_length,
              action_repeat=action_repeat, success_threshold=task.success_threshold, name=name,
-             success_fn=task.success_fn)
+             success_fn=success_fn)
+
+
+def _on_task_state(success_fn: Optional[Callable[[Any], Any]]):
+  """A success function for pixel states: it reads the task's own state inside them."""
+  if success_fn is None:
+    return None
+  return lambda pixel_state: success_fn(pixel_state.inner)
+
+
+def _success_of(backend: Any, task: TaskSpec) -> Optional[Callable[[Any], Any]]:
+  """The task's success function, once a success metric was looked up in the backend's states
+  (an abstract reset: traced, not run)."""
+  if not isinstance(task.success_fn, MetricSuccess):
+    return task.success_fn
+  import jax
+  state = jax.eval_shape(backend.reset, jax.random.PRNGKey(0))
+  metrics = getattr(state, "metrics", None) or {}
+  if task.success_fn.name in metrics:
+    return task.success_fn
+  if task.success_fn.required:
+    raise ValueError(f"{task.name}: success metric {task.success_fn.name!r} is not among the "
+                     f"env's metrics {sorted(metrics)}")
+  return None

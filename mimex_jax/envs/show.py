@@ -5,7 +5,8 @@ r"""Look at a task: a few steps of a random (or scripted) policy, as a picture o
 
 A `.png` is a strip of frames spread over the steps; `.gif` or `.mp4` (with ffmpeg) is the whole
 clip. The top row is MuJoCo's own renderer; with `--pixels` the row below is what the agent sees
-(the newest frame of its stack, scaled up without smoothing). `--list` prints the task names.
+(the newest frame of its stack, scaled up without smoothing). `--list` prints the task names;
+`--imports=my_tasks` imports the module that registers your own first.
 """
 
 import os
@@ -35,6 +36,8 @@ _CAMERA = flags.DEFINE_string("camera", "0", "Camera name or index, for both row
 _FRAMES = flags.DEFINE_integer("frames", 6, "Frames in a .png strip.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the reset and the random actions.")
 _LIST = flags.DEFINE_boolean("list", False, "Print the registered task names and exit.")
+_IMPORTS = flags.DEFINE_string("imports", "", "Modules that register your own tasks "
+                               "(comma-separated), imported first: a config's env.imports.")
 
 
 def record(name: str, steps: int, policy: str, spec=None, seed: int = 0) -> Dict[str, np.ndarray]:
@@ -51,7 +54,8 @@ def record(name: str, steps: int, policy: str, spec=None, seed: int = 0) -> Dict
     act = lambda state, key: jax.random.uniform(key, (1, env.action_size), minval=-1, maxval=1)
   else:
     act = lambda state, key: jnp.zeros((1, env.action_size))
-  data_of = (lambda s: s.inner.inner.data) if spec else (lambda s: s.inner.data)
+  data_of = ((lambda s: pixel_obs.physics_data(s.inner.inner)) if spec
+             else (lambda s: pixel_obs.physics_data(s.inner)))
 
   def snapshot(state):
     data = data_of(state)
@@ -114,6 +118,11 @@ def strip(frames: np.ndarray, count: int) -> np.ndarray:
 
 
 def main(argv):
+  try:
+    envs.import_task_modules(_IMPORTS.value)
+  except envs.TaskModuleError as e:
+    print(f"--imports={_IMPORTS.value}: {e}", file=sys.stderr)
+    return 2
   if _LIST.value:
     print("\n".join(envs.task_names()))
     return 0

@@ -63,7 +63,8 @@ def _make_env(config: Any, num_worlds: int):
                        grayscale=block.grayscale, frame_stack=block.frame_stack,
                        camera=block.camera)
   try:
-    return envs.make(config.env.name, episode_length=config.env.episode_length,
+    # env.episode_length=0 stands for the task's own length (None to make).
+    return envs.make(config.env.name, episode_length=config.env.episode_length or None,
                      action_repeat=config.env.action_repeat, obs_type=config.env.obs_type,
                      pixels=pixels, num_worlds=num_worlds if pixels else None)
   except ValueError as e:  # e.g. a camera the task's model does not have: the message says which

@@ -15,7 +15,8 @@ def build(config: Any):
   fused step, the env steps one update takes (over all devices, action repeats included) and
   the updates `config.total_steps` asks for."""
   num_devices = jax.device_count()
-  env = envs.make(config.env.name, episode_length=config.env.episode_length,
+  # env.episode_length=0 stands for the task's own length (None to make).
+  env = envs.make(config.env.name, episode_length=config.env.episode_length or None,
                   action_repeat=config.env.action_repeat)
   vector_env = envs.VectorEnv(env, config.num_envs // num_devices, stagger=True,
                               reset_pool=envs.uses_reset_pool(env.name, config.env.reset_pool))
