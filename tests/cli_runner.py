@@ -19,8 +19,10 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["mimex_jax.cli"])
 
 
-def _child(argv, cwd, stdout_path, stderr_path):
+def _child(argv, cwd, stdout_path, stderr_path, pythonpath):
   os.chdir(cwd)
+  if pythonpath:  # as PYTHONPATH would: ahead of the installed packages
+    sys.path[1:1] = [str(p) for p in pythonpath]
   for path, fd in ((stdout_path, 1), (stderr_path, 2)):
     target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(target, fd)
@@ -42,11 +44,13 @@ def _child(argv, cwd, stdout_path, stderr_path):
   os._exit(code)  # skip the parent's atexit handlers, which the fork inherited
 
 
-def run_train(args, cwd, timeout=600) -> subprocess.CompletedProcess:
-  """Like `subprocess.run([python, -m, mimex_jax.train, *args], capture_output=True, text=True)`."""
+def run_train(args, cwd, timeout=600, pythonpath=()) -> subprocess.CompletedProcess:
+  """Like `subprocess.run([python, -m, mimex_jax.train, *args], capture_output=True, text=True)`
+  with `pythonpath`'s folders on PYTHONPATH."""
   with tempfile.TemporaryDirectory() as folder:
     stdout_path, stderr_path = os.path.join(folder, "out"), os.path.join(folder, "err")
-    process = _CONTEXT.Process(target=_child, args=(list(args), cwd, stdout_path, stderr_path))
+    process = _CONTEXT.Process(target=_child, args=(list(args), cwd, stdout_path, stderr_path,
+                                                      list(pythonpath)))
     process.start()
     process.join(timeout)
     if process.exitcode is None:

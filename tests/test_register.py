@@ -5,13 +5,14 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from cli_runner import run_train
 
 import mimex_jax
 from mimex_jax import envs
@@ -162,9 +163,9 @@ def _run(repo_root, module, *args, pythonpath=None):
 def trained(repo_root, user_modules, tmp_path_factory):
   """The workdir of a smoke-sized PPO run on UserPointMass, trained from the command line."""
   workdir = tmp_path_factory.mktemp("user_task_run")
-  result = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke",
-                "--config.env.imports=user_point_mass", "--config.env.name=UserPointMass",
-                "--config.intrinsic.kind=none", f"--workdir={workdir}", pythonpath=user_modules)
+  result = run_train(["--config=configs/ppo.py:smoke", "--config.env.imports=user_point_mass",
+                      "--config.env.name=UserPointMass", "--config.intrinsic.kind=none",
+                      f"--workdir={workdir}"], repo_root, pythonpath=[user_modules])
   return result, workdir
 
 
