@@ -43,14 +43,18 @@ def test_backends_agree_on_what_is_where(name):
 
 @pytest.fixture(scope="module")
 def cartpole_pixels():
+  """One small pixel env (action repeat 2, time limit 4) and its vector envs' jitted steps,
+  shared by the tests below: rendering dominates their compiles."""
   spec = pixels.PixelSpec(height=24, width=32, frame_stack=3, grayscale=True)
-  env = envs.make("CartpoleSwingupSparse", episode_length=4, obs_type="pixels", pixels=spec)
-  return env, VectorEnv(env, 2)
+  env = envs.make("CartpoleSwingupSparse", episode_length=4, obs_type="pixels", pixels=spec,
+                  action_repeat=2)
+  vector_envs = {pool: VectorEnv(env, 2, reset_pool=pool) for pool in (False, True)}
+  steps = {pool: jax.jit(v.step) for pool, v in vector_envs.items()}
+  return env, vector_envs, steps, jax.jit(env.backend.frame)
 
 
 def test_images_follow_the_state(cartpole_pixels):
-  env, _ = cartpole_pixels
-  frame = jax.jit(env.backend.frame)
+  env, _, _, frame = cartpole_pixels
   state = jax.jit(env.reset)(jax.random.PRNGKey(0))
   data = state.inner.inner.data
   moved = data.replace(qpos=data.qpos.at[0].add(0.5).at[1].add(1.0))
@@ -79,10 +83,9 @@ def test_visible_sites_are_drawn():
 
 @pytest.mark.parametrize("reset_pool", [False, True])
 def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
-  env, _ = cartpole_pixels
-  vector_env = VectorEnv(env, 2, reset_pool=reset_pool)
+  env, vector_envs, steps, _ = cartpole_pixels
+  vector_env, step = vector_envs[reset_pool], steps[reset_pool]
   assert env.observation_shape == (24, 32, 3)
-  step = jax.jit(vector_env.step)
   push = jnp.ones((2, env.action_size))
   slots = lambda obs: [np.asarray(obs[0, ..., k]) for k in range(3)]
 
@@ -105,25 +108,36 @@ def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
   assert (old[1] == 255).all() and not (old[2] == 255).all()
 
 
-@pytest.mark.parametrize("backend", ["jax", "warp"])
-def test_action_repeat_stacks_one_frame_per_agent_step(backend):
+def _check_action_repeat(env, state, stepped, frame, channels):
   """With action repeat 2 the stack moves by one frame per agent step, and its newest frame
-  shows the state the repeat ended in (warp: a batch of its world count)."""
-  spec = pixels.PixelSpec(backend=backend, height=32, width=32, frame_stack=2)
+  shows the state the repeat ended in."""
+  assert stepped.obs.dtype == jnp.uint8 and len(np.unique(np.asarray(stepped.obs))) >= 3
+  np.testing.assert_array_equal(stepped.obs[..., :-channels], state.obs[..., channels:])
+  # Two control steps of physics happened, and the newest frame shows where they ended.
+  physics = env.backend.backend  # under the pixel wrapper
+  np.testing.assert_allclose(stepped.inner.data.time - state.inner.data.time, 2 * physics.dt,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(stepped.obs[..., -channels:], frame(stepped.inner.data))
+
+
+def test_action_repeat_stacks_one_frame_per_agent_step(cartpole_pixels):
+  env, vector_envs, steps, frame = cartpole_pixels
+  state = vector_envs[False].reset(jax.random.PRNGKey(0))
+  stepped = steps[False](state, jnp.ones((2, 1)))
+  assert stepped.obs.shape == (2, 24, 32, 3)
+  each = lambda data: np.stack([frame(jax.tree.map(lambda x: x[i], data)) for i in range(2)])
+  _check_action_repeat(env, state, stepped, each, channels=1)
+
+
+def test_action_repeat_with_warp_renders_a_batch_of_its_world_count():
+  spec = pixels.PixelSpec(backend="warp", height=32, width=32, frame_stack=2)
   env = envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=spec, num_worlds=_WORLDS,
                   action_repeat=2)
   vector_env = VectorEnv(env, _WORLDS)
   state = vector_env.reset(jax.random.PRNGKey(0))
   stepped = jax.jit(vector_env.step)(state, jnp.ones((_WORLDS, 1)))
-  assert stepped.obs.shape == (_WORLDS, 32, 32, 6) and stepped.obs.dtype == jnp.uint8
-  assert len(np.unique(np.asarray(stepped.obs))) > 3
-  np.testing.assert_array_equal(stepped.obs[..., :3], state.obs[..., 3:])  # shifted by one
-  # Two control steps of physics happened, and the newest frame shows where they ended.
-  physics = env.backend.backend  # under the pixel wrapper
-  np.testing.assert_allclose(stepped.inner.data.time - state.inner.data.time, 2 * physics.dt,
-                             rtol=1e-5)
-  newest = jax.jit(jax.vmap(env.backend.frame))(stepped.inner.data)
-  np.testing.assert_array_equal(stepped.obs[..., 3:], newest)
+  assert stepped.obs.shape == (_WORLDS, 32, 32, 6)
+  _check_action_repeat(env, state, stepped, jax.jit(jax.vmap(env.backend.frame)), channels=3)
 
 
 def test_bad_pixel_options_name_the_fix():
