@@ -224,11 +224,29 @@ def _check_finite(window, steps_per_update: int, last_checkpoint: str, config: A
   problem = window.non_finite()
   if problem is not None:
     name, value, update = problem
-    learner = config.get("agent", "ppo")  # each learner's block has its own learning_rate
+    # A changed config cannot resume a checkpoint (check_compatible), so the advice is never
+    # "resume": with no checkpoint yet the same workdir starts afresh, else a new one does.
+    again = ("run again" if last_checkpoint == "none" else "start again in a new --workdir "
+             "(a checkpoint resumes only with the config it was written with)")
     raise checkpoint_lib.NonFiniteError(
         f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
         f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
-        f"{learner}.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
+        f"{_or_list(_step_size_keys(config))} and {again}")
+
+
+def _step_size_keys(config: Any) -> list:
+  """The config keys that scale the updates: the learner's learning rate, the intrinsic
+  model's and the bonus weight, when there is a bonus."""
+  keys = [f"{config.get('agent', 'ppo')}.learning_rate"]
+  kind = config.intrinsic.kind
+  if kind != "none":
+    keys.append("intrinsic.learning_rate" if kind == "mimex" else f"intrinsic.{kind}.learning_rate")
+    keys.append("intrinsic.k_expl")
+  return keys
+
+
+def _or_list(items: list) -> str:
+  return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 if __name__ == "__main__":
