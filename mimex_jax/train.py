@@ -22,28 +22,31 @@ from mimex_jax.preemption import PreemptionGuard
 
 
 # ------------------------------------------------------------------------------ seeds
-def over_seeds(step_fn, num_seeds: int):
+def over_seeds(step_fn, num_seeds: int, vmappable: bool = True):
   """`step_fn` on states with a leading seed axis: vmapped for several seeds; for one, the axis is
   dropped and restored around the call instead. Vmapping a size-1 axis of parameters turns every
   convolution into a grouped one, which XLA's CPU backend runs about 10x slower (DrQ's encoder:
-  1.2 s instead of 0.1 s per update, measured on 2 cores)."""
-  if num_seeds > 1:
+  1.2 s instead of 0.1 s per update, measured on 2 cores). With `vmappable=False` (an env whose
+  renderer draws a fixed batch, which no outer vmap may widen) several seeds run one by one."""
+  if num_seeds > 1 and vmappable:
     return jax.vmap(step_fn)
+  if num_seeds > 1:
+    return lambda state, key: jax.lax.map(lambda args: step_fn(*args), (state, key))
 
   def single(state, key):
-    state, metrics = step_fn(jax.tree.map(lambda x: x[0], state), key[0])
-    return jax.tree.map(lambda x: x[None], (state, metrics))
+    out = step_fn(jax.tree.map(lambda x: x[0], state), key[0])
+    return jax.tree.map(lambda x: x[None], out)
   return single
 
 
-def seeded_training(config: Any, fused):
+def seeded_training(config: Any, fused, vmappable: bool = True):
   """`(seed_keys [S, 2], state, step_fn, step_keys)`: `config.num_seeds` independent seeds in one
-  program, vmapped inside the pmap. Seed s uses `PRNGKey(config.seed + s)`, so it is the run
-  that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
+  program, vmapped inside the pmap (see `over_seeds`). Seed s uses `PRNGKey(config.seed + s)`,
+  so it is the run that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
   seed_keys = jax.numpy.stack([jax.random.PRNGKey(config.seed + s)
                                for s in range(config.num_seeds)])
   state = parallel.pmap_init_seeds(fused.init, seed_keys)
-  step_fn = parallel.pmap_step(over_seeds(fused, config.num_seeds))
+  step_fn = parallel.pmap_step(over_seeds(fused, config.num_seeds, vmappable))
   step_keys = jax.numpy.stack([jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)]
                               * jax.local_device_count())
   return seed_keys, state, step_fn, step_keys
@@ -87,7 +90,8 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = agents.build(config)
-  seed_keys, state, step_fn, step_keys = seeded_training(config, fused)
+  vmappable = renders_any_batch(env)
+  seed_keys, state, step_fn, step_keys = seeded_training(config, fused, vmappable)
 
   # ---------------------------------------------------------------- restore
   window = metrics_lib.LogWindow(config.num_seeds)
@@ -97,27 +101,31 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
     state = checkpoint_lib.to_devices(host_state, state)
     window.load(meta["log_window"])
     if is_main:
-      metrics_lib.truncate_metrics(workdir, start * steps_per_update)
       print(f"resuming from {source.directory}/{start} (update {start} of {total_updates}, "
             f"env step {start * steps_per_update})", file=sys.stderr)
-  if is_main:
+  if is_main:  # lines past the start belong to a run that did not save them (or a fresh start)
+    metrics_lib.truncate_metrics(workdir, start * steps_per_update)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-  evaluator = jax.jit(jax.vmap(make_evaluator(env, config.eval_episodes,
-                                              fused.deterministic_policy)))
+  evaluator = jax.jit(over_seeds(make_evaluator(env, config.eval_episodes,
+                                                fused.deterministic_policy),
+                                 config.num_seeds, vmappable))
 
   def evaluate(state, update):
     """`{name: [value per seed]}` of deterministic episodes."""
     policy_args = parallel.unreplicate(tuple(getattr(state, f) for f in fused.POLICY_FIELDS))
+    # Device 0's copy still spans every device (replicated), which would run the evaluation
+    # on each of them, and Warp's renderer cannot be split that way at all: one device.
+    policy_args = jax.device_put(policy_args, jax.local_devices()[0])
     keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 2), update))(seed_keys)
     return {k: [float(x) for x in v] for k, v in jax.device_get(evaluator(policy_args,
                                                                           keys)).items()}
 
   # ---------------------------------------------------------------- loop
   writer = metrics_lib.MetricsWriter(workdir, total_updates * steps_per_update,
-                                     enabled=is_main and show_progress,
-                                     initial_step=start * steps_per_update)
+                                     enabled=is_main, initial_step=start * steps_per_update,
+                                     show_progress=show_progress)
   pending = []  # device metrics not fetched yet (fetching every update would stall the devices)
   window_start, window_updates = time.time(), 0
   compile_seconds = None
@@ -190,6 +198,12 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
 
 # ------------------------------------------------------------------------------ helpers
+def renders_any_batch(env) -> bool:
+  """False for an env whose renderer draws a fixed number of worlds (warp pixels): it runs
+  under the vmap over its own envs, and a second vmap (over seeds) would widen that batch."""
+  return getattr(env.backend, "fixed_batch", None) is None
+
+
 def _restore_source(checkpointer, restore_path: Optional[str]):
   """Where to start from: this workdir's latest checkpoint if it has one, else `restore_path`
   (a run's workdir, its checkpoints/ folder or one checkpoint inside), else nowhere."""
