@@ -7,8 +7,9 @@ learning happens inside the step (`agents/<name>/train_step.py`), built by the l
 
 import os
 import sys
+import tempfile
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import jax
 
@@ -54,11 +55,16 @@ def seeded_training(config: Any, fused, vmappable: bool = True):
 
 # ------------------------------------------------------------------------------ the loop
 def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
-                       restore_path: Optional[str] = None) -> Dict[str, Any]:
+                       restore_path: Optional[str] = None,
+                       on_workdir_ready: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
   """Trains for `config.total_steps` env steps; returns the last logged metrics.
 
   Resumes from the latest checkpoint in `workdir` if there is one (else from `restore_path`).
   SIGTERM or SIGINT stops after the current update with a checkpoint (`result["preempted"]`).
+  `show_progress=False` hides the progress bar only (metrics are written all the same);
+  `on_workdir_ready` is called once the config passed its checks and the workdir exists.
+  A workdir that cannot be written is a `ConfigError`; a write that fails during the run (e.g.
+  a full disk) a `checkpoint.WriteError`, after the unfinished save is cleared away.
   """
   # ---------------------------------------------------------------- checks and output
   if config.get("distributed", False):  # before anything asks JAX for its devices
@@ -67,16 +73,57 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
     except parallel.DistributedSetupError as e:
       raise ConfigError(str(e)) from e
   agents.check(config, jax.device_count(), jax.default_backend())
+  problem = workdir_problem(workdir)
+  if problem is not None:
+    raise ConfigError(problem)
+  if on_workdir_ready is not None:
+    on_workdir_ready()
   enable_compilation_cache()
-  os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint_lib.Checkpointer(
       checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
       keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
   try:
-    return _train(config, workdir, checkpointer, restore_path, show_progress)
-  finally:  # a save in flight completes, also when training failed
-    checkpointer.wait()
+    try:
+      return _train(config, workdir, checkpointer, restore_path, show_progress)
+    finally:  # a save in flight completes, also when training failed
+      checkpointer.wait()
+  except Exception as e:  # pylint: disable=broad-except  (re-raised unless the disk failed)
+    failure = checkpoint_lib.storage_error(e)
+    if failure is None:
+      raise
+    raise checkpoint_lib.WriteError(_write_failure_message(failure, checkpointer)) from e
+  finally:
     checkpointer.close()
+
+
+def workdir_problem(workdir: str) -> Optional[str]:
+  """Why `workdir` cannot hold a run (a file, a read-only or virtual filesystem), or None.
+  Creates it if need be."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    return f"--workdir={workdir} is a file, not a folder"
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):  # a folder can exist and still refuse files
+      pass
+  except OSError as e:
+    return f"--workdir={workdir} cannot be written: {e.strerror or e}"
+  return None
+
+
+def _write_failure_message(failure: OSError, checkpointer) -> str:
+  """One line: what could not be written, the checkpoint to resume from, and the unfinished
+  save that was cleared away (a resume would otherwise meet it)."""
+  removed = checkpointer.remove_partial_saves() if jax.process_index() == 0 else []
+  steps = checkpointer.steps()
+  last_good = f"{checkpointer.directory}/{steps[-1]}" if steps else "none"
+  unfinished = [os.path.basename(path).split(".")[0] for path in removed]
+  if unfinished:
+    what = f"cannot save checkpoint {checkpointer.directory}/{','.join(unfinished)}"
+  else:
+    what = f"cannot write {failure.filename or 'to the workdir'}"
+  cleared = "; removed its unfinished files" if removed else ""
+  return (f"{what}: {failure.strerror or failure} (errno {failure.errno}); training stopped; "
+          f"last good checkpoint: {last_good}{cleared}")
 
 
 def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
