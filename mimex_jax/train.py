@@ -46,7 +46,7 @@ def seeded_training(config: Any, fused, vmappable: bool = True):
   so it is the run that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
   seed_keys = jax.numpy.stack([jax.random.PRNGKey(config.seed + s)
                                for s in range(config.num_seeds)])
-  state = parallel.pmap_init_seeds(fused.init, seed_keys)
+  state = parallel.pmap_init_seeds(fused.init, seed_keys, vmappable)
   step_fn = parallel.pmap_step(over_seeds(fused, config.num_seeds, vmappable))
   step_keys = jax.numpy.stack([jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)]
                               * jax.local_device_count())

@@ -234,6 +234,18 @@ def test_warp_pixels_train_evaluate_and_load(repo_root, tmp_path):
   assert "over 3 episodes" in result.stdout
 
 
+@pytest.mark.slow  # about 1.5 min on 2 cores: two seeds of DrQ compile their own program
+def test_warp_pixels_train_two_seeds_one_by_one(repo_root, tmp_path):
+  pytest.importorskip("warp", reason="warp-lang is not installed: no Warp renderer to test")
+  workdir = str(tmp_path / "warp_seeds")
+  result = _run(repo_root, "mimex_jax.train", "--config=configs/drq.py:smoke",
+                "--config.env.pixels.backend=warp", "--config.num_seeds=2",
+                f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  last = read_metrics(workdir)[-1]
+  assert last["step"] == 192 and len(last["per_seed"]["eval_return"]) == 2
+
+
 def test_seeds_run_one_by_one_around_a_function_that_refuses_vmap():
   """`over_seeds(..., vmappable=False)` never vmaps its function, and gives what a vmap would."""
   import jax
