@@ -13,8 +13,12 @@ mid-save leaves the previous checkpoints as they were. Saves run in a background
 host copy of the state, so the next (donating) update step can start at once.
 """
 
+import errno
 import json
+import logging
 import os
+import re
+import shutil
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -38,6 +42,74 @@ class CheckpointError(ConfigError):
 
 class NonFiniteError(RuntimeError):
   """Training produced NaN or inf; the run stops and keeps the last good checkpoint."""
+
+
+class WriteError(RuntimeError):
+  """The workdir could not be written (a full disk, a quota, an I/O error): the run stops with
+  one line naming the last good checkpoint, exit code 4."""
+
+
+# Errors of the storage rather than of the program: a save or a log line that meets one of
+# these stops the run cleanly.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
+DAMAGED_SUFFIX = ".damaged"  # not a number, so Orbax neither lists nor cleans such a folder
+
+
+def storage_error(error: BaseException) -> Optional[OSError]:
+  """The `OSError` of the storage behind `error` (itself, or what it was raised from: Orbax
+  re-raises errors of its writer threads), or None. TensorStore, which writes the arrays,
+  reports them as `ValueError: RESOURCE_EXHAUSTED: ... [os_error_code='28']`; that becomes the
+  `OSError` it stands for."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+      return error
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    if code and int(code.group(1)) in STORAGE_ERRNOS:
+      path = re.search(r'Failed writing: "([^"]+)"', str(error))
+      return OSError(int(code.group(1)), os.strerror(int(code.group(1))),
+                     path.group(1) if path else None)
+    error = error.__cause__ or error.__context__
+  return None
+
+
+class _StorageErrorLogFilter(logging.Filter):
+  """Drops the tracebacks Orbax's writer threads log for a storage error: the run reports it
+  once, as one line (`WriteError`)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or storage_error(error) is None
+
+
+def _ignore_answers_to_a_closed_loop() -> None:
+  """When a read of a damaged checkpoint or a write to a full disk fails, TensorStore's other
+  reads or writes of it are still in flight; when they finish, they find the event loop Orbax
+  ran them in closed, and Python prints a `RuntimeError: Event loop is closed` traceback for
+  each, at some later point. Nobody waits for those answers: this drops exactly those reports
+  and passes every other one on."""
+  previous = sys.unraisablehook
+  if getattr(previous, "ignores_answers_to_a_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.ignores_answers_to_a_closed_loop = True
+  sys.unraisablehook = hook
+
+
+def _quiet_failure_noise() -> None:
+  """A failed read or write is reported once, by this module; not by Orbax's threads (absl
+  logs) or its abandoned tasks ("Task exception was never retrieved", asyncio logs) too."""
+  for name in ("absl", "asyncio"):
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _StorageErrorLogFilter) for f in logger.filters):
+      logger.addFilter(_StorageErrorLogFilter())
+  _ignore_answers_to_a_closed_loop()
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -109,6 +181,8 @@ class Checkpointer:
   def __init__(self, directory: str, max_to_keep: int = 2, keep_best: bool = True,
                async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    self.read_only = read_only
+    _quiet_failure_noise()
     managers = ocp.checkpoint_managers
     policies = [managers.LatestN(max_to_keep)]
     if keep_best:
@@ -139,6 +213,8 @@ class Checkpointer:
     saved = _drop_empty(host_state)
     if jax.process_count() > 1:  # every process writes its own devices' rows of one array
       saved = parallel.to_global(saved)
+    if int(update) in self.manager.all_steps():
+      self.manager.reload()  # another process may have set a damaged one aside (`restore`)
     self.manager.save(
         int(update),
         args=ocp.args.Composite(state=ocp.args.StandardSave(saved),
@@ -156,6 +232,29 @@ class Checkpointer:
     if await_cleanup is not None:
       await_cleanup()
     self.manager.close()
+
+  def remove_partial_saves(self) -> List[str]:
+    """Deletes the temporary folders of saves that did not complete (a save that failed on a
+    full disk leaves one); returns their paths."""
+    removed = []
+    for name in sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else []:
+      if ".orbax-checkpoint-tmp" in name:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        removed.append(os.path.join(self.directory, name))
+    self.manager.reload()
+    return removed
+
+  def set_aside(self, update: int) -> str:
+    """Renames the damaged checkpoint `update` to `<update>.damaged` (`.damaged.2`, ... if that
+    is taken), so that a resumed run can save that update again; returns the new path."""
+    path = os.path.join(self.directory, str(update))
+    target, n = path + DAMAGED_SUFFIX, 1
+    while os.path.exists(target):
+      n += 1
+      target = f"{path}{DAMAGED_SUFFIX}.{n}"
+    os.rename(path, target)
+    self.manager.reload()
+    return target
 
   def read_meta(self, update: int) -> Dict[str, Any]:
     return self.manager.restore(update, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
@@ -210,7 +309,8 @@ class Checkpointer:
 
     `template` is a state of the right structure (e.g. the freshly initialized one). Without
     `update`, the latest checkpoint that reads back completely is used; each damaged one on the
-    way is reported through `log` and skipped.
+    way is reported through `log` and skipped. Unless `read_only`, a skipped one is also moved
+    aside (`set_aside`): left in place, it would block the save of its update later in the run.
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     host_template = jax.device_get(template)
@@ -238,8 +338,12 @@ class Checkpointer:
       except Exception as e:  # damaged files show up as many different exception types
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         problems.append(f"{step}: {reason}")
-        log(f"checkpoint {os.path.join(self.directory, str(step))} is damaged or incomplete "
-            f"({reason}); trying the one before it")
+        path = os.path.join(self.directory, str(step))
+        moved = ""
+        if not self.read_only and jax.process_index() == 0:  # one process renames
+          moved = f"; moved it to {self.set_aside(step)}"
+        log(f"checkpoint {path} is damaged or incomplete ({reason}){moved}; trying the one "
+            f"before it")
         continue
       return step, state, restored["meta"]
     raise CheckpointError(f"no usable checkpoint in {self.directory} "

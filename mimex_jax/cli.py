@@ -2,22 +2,32 @@ r"""The command line: `python -m mimex_jax.train --config=configs/ppo.py --workd
 `mimex-train` console script.
 
 Flags come from `ml_collections`: `--config=FILE[:variant]` and any `--config.a.b=value`
-override, plus `--workdir` and `--restore`. Bad input prints one `error:` line and exits with
-code 2; a run stopped by NaN or inf exits with code 3.
+override, plus `--workdir` and `--restore`. Without `--workdir` the run goes to a new
+`runs/<date>-<time>`, named on the first line. Every fault ends with one `error:` line; the
+exit codes are `EXIT_CODES`.
 """
 
 import importlib.util
 import os
 import sys
 import time
+from typing import Optional
 
 from absl import flags
 import jax
 from ml_collections import config_flags
 
 from mimex_jax import train
-from mimex_jax.checkpoint import NonFiniteError
+from mimex_jax.checkpoint import NonFiniteError, WriteError
 from mimex_jax.config_checks import ConfigError
+
+EXIT_CODES = {
+    0: "done, nothing to do, or stopped by SIGTERM/SIGINT with a checkpoint",
+    2: "bad input: flags, config, workdir, a checkpoint that does not fit",
+    3: "NaN or inf in training; the last good checkpoint is kept",
+    4: "the workdir could not be written (disk full, quota, I/O error); the last good "
+       "checkpoint is kept",
+}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -29,9 +39,30 @@ _RESTORE = flags.DEFINE_string("restore", None,
                                "or checkpoints/<update>) when --workdir has none of its own.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
   print(f"mimex_jax.train: error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
+
+
+def _config_file_problem(argv) -> Optional[str]:
+  """Why the `--config=FILE[:variant]` file cannot be read, or None (ml_collections would
+  answer with a traceback)."""
+  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if config_arg is None:
+    return None
+  path = config_arg.partition(":")[0]
+  if not path:
+    return "--config is empty; give a config file, e.g. --config=configs/ppo.py"
+  if not os.path.isfile(path):
+    return f"--config={config_arg}: there is no file {path} (from {os.getcwd()})"
+  return None
+
+
+def _resume_hint(workdir: str, workdir_given: bool) -> str:
+  """How to continue this run: the same command, plus its workdir when it was not given."""
+  if workdir_given:
+    return "run the same command to resume"
+  return f"run the same command with --workdir={workdir} to resume"
 
 
 def _unknown_override(argv) -> str:
@@ -67,6 +98,9 @@ def run(argv=None) -> None:
                            "configs", "ppo.py")
     if os.path.exists(default):
       argv.insert(1, f"--config={default}")
+  problem = _config_file_problem(argv)
+  if problem is not None:
+    _fail(problem)
   try:
     flags.FLAGS(argv)
     config = _CONFIG.value
@@ -76,21 +110,32 @@ def run(argv=None) -> None:
     _fail(lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}")
   except (AttributeError, KeyError):
     _fail(_unknown_override(argv))
+  except OSError as e:  # a config file that could not be loaded
+    _fail(f"--config: {str(e).splitlines()[0]}")
   if config is None:
     _fail("--config is required, e.g. --config=configs/ppo.py")
+  workdir_given = bool(_WORKDIR.value)
   workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+
+  def announce_workdir():  # said first, so the folder is known however the run ends
+    if not workdir_given and jax.process_index() == 0:
+      print(f"no --workdir given: writing to {workdir} (--workdir={workdir} resumes it)",
+            file=sys.stderr)
+
   try:
-    result = train.train_and_evaluate(config, workdir, restore_path=_RESTORE.value)
-  except ConfigError as e:  # also a checkpoint that does not fit
+    result = train.train_and_evaluate(config, workdir, restore_path=_RESTORE.value,
+                                      on_workdir_ready=announce_workdir)
+  except ConfigError as e:  # also a checkpoint that does not fit, or an unusable workdir
     _fail(str(e))
   except NonFiniteError as e:
-    print(f"mimex_jax.train: error: {e}", file=sys.stderr)
-    sys.exit(3)
+    _fail(str(e), 3)
+  except WriteError as e:
+    _fail(f"{e}; when it can be written again, {_resume_hint(workdir, workdir_given)}", 4)
   if jax.process_index() != 0:  # process 0 speaks for a multi-process run
     return
   if result.get("preempted"):
     print(f"stopped by {result['preempted']} at env step {result['step']}: checkpoint saved to "
-          f"{result['checkpoint']}; run the same command to resume")
+          f"{result['checkpoint']}; {_resume_hint(workdir, workdir_given)}")
     return
   if result.get("already_trained"):
     print(f"nothing to do: {workdir} is already trained to {result['step']} env steps; raise "

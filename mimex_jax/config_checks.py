@@ -4,7 +4,8 @@ Each problem is one `ConfigError` line naming the key, the value and what is all
 keys are checked by `agents/<name>/config_checks.py`; `mimex_jax.agents.check` runs both.
 """
 
-from typing import Any, Callable, List, Tuple
+import math
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from mimex_jax import envs, intrinsic
 from mimex_jax.intrinsic.masking import KINDS as MASK_KINDS, num_kept
@@ -25,10 +26,18 @@ def _get(config: Any, dotted: str) -> Any:
   return value
 
 
+class MissingKeyError(ConfigError):
+  """A key a check reads is not in the config (e.g. `agent` names a learner whose block the
+  config file does not have)."""
+
+
 def check_rules(config: Any, rules: List[Rule]) -> None:
   """Raises `ConfigError` for the first key whose value fails its rule."""
   for key, ok, allowed in rules:
-    value = _get(config, key)
+    try:
+      value = _get(config, key)
+    except (KeyError, AttributeError) as e:
+      raise MissingKeyError(f"config key {key} is missing") from e
     if not ok(value):
       raise ConfigError(f"config key {key}={value!r} is invalid; allowed: {allowed}")
 
@@ -59,6 +68,27 @@ def sizes(x):
 
 def boolean(x):
   return isinstance(x, bool)
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+  """`(dotted key, value)` of every value in a config, tuples and lists entry by entry."""
+  if hasattr(node, "items"):
+    for key, value in node.items():
+      yield from _leaves(value, f"{prefix}{key}.")
+  elif isinstance(node, (tuple, list)):
+    for i, value in enumerate(node):
+      yield from _leaves(value, f"{prefix[:-1]}[{i}].")
+  else:
+    yield prefix[:-1], node
+
+
+def first_non_finite_key(config: Any) -> Optional[Tuple[str, float]]:
+  """`(dotted key, value)` of the first NaN or inf in the config, or None. No key means NaN or
+  inf (a learning rate of inf passes `x > 0` and only shows up as NaN losses later)."""
+  for key, value in _leaves(config):
+    if isinstance(value, float) and not math.isfinite(value):
+      return key, value
+  return None
 
 
 COMMON_RULES: List[Rule] = [
@@ -115,6 +145,9 @@ CPU_MAX_SEEDS = {"rnd": 2, "icm": 1}
 def check_common(config: Any, device_count: int, platform: str = "cpu") -> None:
   """Raises `ConfigError` for the first problem in the keys every learner reads: the run, the
   env and the intrinsic reward."""
+  bad = first_non_finite_key(config)
+  if bad is not None:
+    raise ConfigError(f"config key {bad[0]}={bad[1]!r} is invalid; allowed: a finite number")
   check_rules(config, COMMON_RULES)
   check_env_name(config)
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mimex_jax import policy
+from mimex_jax import agents, policy
 from mimex_jax.checkpoint import CheckpointError
 from mimex_jax.compilation import enable_compilation_cache
 from mimex_jax.envs import Env, VectorEnv, video
@@ -105,13 +105,23 @@ def _fail(message: str, code: int = 2) -> None:
   sys.exit(code)
 
 
+def env_for(run: policy.LoadedRun, num_episodes: int) -> Env:
+  """The run's env, rebuilt for `num_episodes` worlds if its renderer draws a fixed number of
+  them (warp pixels: the run's env draws `eval_episodes`)."""
+  if getattr(run.env.backend, "fixed_batch", None) in (None, num_episodes):
+    return run.env
+  config = run.config.copy_and_resolve_references()
+  config.eval_episodes = num_episodes  # the count the eval env is built for; trains nothing
+  return agents.build(config)[0]
+
+
 def evaluate_checkpoint(workdir: str, checkpoint="latest", episodes: int = 16, seed: int = 0,
                         video_episodes: int = 0, video_steps: int = 300,
                         video_size=(160, 120), policy_seed: int = 0) -> Dict[str, object]:
   """Evaluates a checkpoint; returns the summary (and `video`, the GIF's path, if asked)."""
   run = policy.load(workdir, checkpoint, policy_seed)
   key = jax.random.PRNGKey(seed)
-  runner = make_episode_runner(run.env, episodes, run.fused.deterministic_policy)
+  runner = make_episode_runner(env_for(run, episodes), episodes, run.fused.deterministic_policy)
   result = jax.device_get(runner(run.policy_args, key))
   success = result["success"]
   summary = {
@@ -124,8 +134,8 @@ def evaluate_checkpoint(workdir: str, checkpoint="latest", episodes: int = 16, s
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
   if video_episodes:
-    recorder = make_episode_runner(run.env, video_episodes, run.fused.deterministic_policy,
-                                   record_positions=True)
+    recorder = make_episode_runner(env_for(run, video_episodes), video_episodes,
+                                   run.fused.deterministic_policy, record_positions=True)
     recorded = jax.device_get(recorder(run.policy_args, key))
     model = video.mujoco_model(run.env)
     frames = []
@@ -164,6 +174,8 @@ def main(argv=None) -> None:
                                   _VIDEO_STEPS.value, (width, height), _POLICY_SEED.value)
   except CheckpointError as e:
     _fail(str(e))
+  except OSError as e:  # the eval/ folder or its files could not be written
+    _fail(f"cannot write the results into {_WORKDIR.value}/eval: {e.strerror or e}")
   success = summary["success_rate"]
   print(f"{summary['env']} at env step {summary['env_steps']} ({summary['checkpoint']}): "
         f"return {summary['return_mean']:.1f} +- {summary['return_std']:.1f}, success rate "

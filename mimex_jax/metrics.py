@@ -112,10 +112,14 @@ def _clean(value: Any) -> Any:
 
 
 class MetricsWriter:
-  """Writes one JSON object per log step, the same scalars to TensorBoard, and a progress bar."""
+  """Writes one JSON object per log step, the same scalars to TensorBoard, and a progress bar.
+
+  `enabled=False` writes nothing (processes other than 0 of a multi-process run);
+  `show_progress=False` only hides the progress bar: the files are written all the same.
+  """
 
   def __init__(self, workdir: str, total_steps: int, enabled: bool = True,
-               initial_step: int = 0):
+               initial_step: int = 0, show_progress: bool = True):
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.tensorboard = None
@@ -123,10 +127,11 @@ class MetricsWriter:
     if not enabled:
       return
     from tensorboardX import SummaryWriter
-    from tqdm import tqdm
     self.tensorboard = SummaryWriter(workdir)
-    self.progress = tqdm(total=total_steps, unit="step", unit_scale=True, dynamic_ncols=True,
-                         desc="env steps", smoothing=0.1, initial=initial_step)
+    if show_progress:
+      from tqdm import tqdm
+      self.progress = tqdm(total=total_steps, unit="step", unit_scale=True, dynamic_ncols=True,
+                           desc="env steps", smoothing=0.1, initial=initial_step)
     self._shown = initial_step
 
   def write(self, step: int, scalars: Dict[str, Any],
@@ -148,6 +153,8 @@ class MetricsWriter:
         if value is not None:
           self.tensorboard.add_scalar(f"seed_{seed}/{key}", value, step)
     self.tensorboard.flush()
+    if self.progress is None:
+      return
     self.progress.update(step - self._shown)
     self._shown = step
     shown = {"return": record.get("episode_return"), "success": record.get("success_rate"),
@@ -158,6 +165,7 @@ class MetricsWriter:
   def close(self):
     if self.progress is not None:
       self.progress.close()
+    if self.tensorboard is not None:
       self.tensorboard.close()
 
 
@@ -173,8 +181,18 @@ def truncate_metrics(workdir: str, max_step: int) -> None:
 
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
+  """The records of `metrics.jsonl`; a last line cut short (a write that failed, e.g. on a full
+  disk) is left out: a resumed run logs that step again."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i < len(lines) - 1:
+        raise
+  return records
 
 
 def plot_learning_curve(workdir: str, title: str = "") -> str:

@@ -190,11 +190,14 @@ def pmap_step(step_fn: Callable, donate_state: bool = True) -> Callable:
   return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
 
 
-def pmap_init_seeds(init_fn: Callable, seed_keys: jax.Array) -> Any:
+def pmap_init_seeds(init_fn: Callable, seed_keys: jax.Array, vmappable: bool = True) -> Any:
   """`pmap_init` for independent seeds trained side by side: `seed_keys` `[S, 2]` gives a state
   whose leaves carry `[devices, S, ...]`. Seed s is built exactly as `pmap_init` builds it from
-  `seed_keys[s]` alone."""
+  `seed_keys[s]` alone. With `vmappable=False` (a renderer of a fixed batch in the env's reset)
+  the seeds are built one by one."""
   count = jax.local_device_count()
   shared = jax.numpy.stack([seed_keys] * count)
   device_keys = jax.vmap(local_device_keys)(seed_keys)
-  return jax.pmap(jax.vmap(init_fn), axis_name=AXIS)(shared, device_keys.swapaxes(0, 1))
+  over_seeds = jax.vmap(init_fn) if vmappable else (
+      lambda keys, device_keys: jax.lax.map(lambda k: init_fn(*k), (keys, device_keys)))
+  return jax.pmap(over_seeds, axis_name=AXIS)(shared, device_keys.swapaxes(0, 1))

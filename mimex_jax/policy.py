@@ -7,6 +7,7 @@
 import dataclasses
 import functools
 import os
+import sys
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -61,11 +62,49 @@ def resolve(workdir: str, checkpoint: Checkpoint = None):
       f"checkpoint {checkpoint!r} is not in {directory}; choose latest, best or one of {steps}")
 
 
-def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRun:
+def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0, log=None) -> LoadedRun:
   """Restores the policy of `checkpoint` with the env and config it was trained with; `seed`
-  picks one of a multi-seed run's seeds (0 to num_seeds - 1)."""
+  picks one of a multi-seed run's seeds (0 to num_seeds - 1).
+
+  For the latest checkpoint, a damaged one is reported through `log` (default: stderr) and the
+  one before it is used; the workdir is only read. A damaged checkpoint asked for by number or
+  as "best" is a `CheckpointError`.
+  """
+  log = log or (lambda message: print(message, file=sys.stderr))
   checkpointer, update = resolve(workdir, checkpoint)
-  meta = checkpointer.read_meta(update)
+  latest = checkpoint is None or checkpoint == "latest"
+  candidates = [s for s in reversed(checkpointer.steps()) if s <= update] if latest else [update]
+  problems = []
+  for step in candidates:
+    try:
+      return _load_update(checkpointer, step, seed)
+    except _Damaged as e:
+      reason = str(e)
+      path = os.path.join(checkpointer.directory, str(step))
+      if not latest:
+        raise checkpoint_lib.CheckpointError(
+            f"checkpoint {path} is damaged or incomplete ({reason}); choose another one of "
+            f"{list(checkpointer.steps())}") from e
+      problems.append(f"{step}: {reason}")
+      log(f"checkpoint {path} is damaged or incomplete ({reason}); using the one before it")
+  raise checkpoint_lib.CheckpointError(
+      f"no usable checkpoint in {checkpointer.directory} ({'; '.join(problems)})")
+
+
+class _Damaged(Exception):
+  """A checkpoint's files do not read back; the message is the first line of why."""
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _load_update(checkpointer, update: int, seed: int) -> LoadedRun:
+  try:
+    meta = checkpointer.read_meta(update)
+  except Exception as e:  # damaged files show up as many different exception types
+    raise _Damaged(_first_line(e)) from e
   config = config_dict.ConfigDict(meta["config"])
   num_seeds = config.get("num_seeds", 1)
   if not 0 <= seed < num_seeds:
@@ -80,11 +119,14 @@ def load(workdir: str, checkpoint: Checkpoint = None, seed: int = 0) -> LoadedRu
   saved_devices = meta["num_devices"] * meta.get("num_processes", 1)  # rows over all hosts
   item = jax.tree.map(lambda s: np.zeros((saved_devices, num_seeds) + s.shape, s.dtype),
                       {f: getattr(abstract, f) for f in fields})
-  restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(
-          item=item, partial_restore=True,
-          restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
-  ))["state"]
+  try:
+    restored = checkpointer.manager.restore(update, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item=item, partial_restore=True,
+            restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
+    ))["state"]
+  except Exception as e:  # as above
+    raise _Damaged(_first_line(e)) from e
   policy_args = jax.tree.map(lambda x: x[0, seed], tuple(restored[f] for f in fields))
   return LoadedRun(config=config, env=env, fused=fused, update=update,
                    env_steps=update * steps_per_update, policy_args=policy_args,

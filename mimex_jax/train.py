@@ -7,8 +7,9 @@ learning happens inside the step (`agents/<name>/train_step.py`), built by the l
 
 import os
 import sys
+import tempfile
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import jax
 
@@ -22,28 +23,31 @@ from mimex_jax.preemption import PreemptionGuard
 
 
 # ------------------------------------------------------------------------------ seeds
-def over_seeds(step_fn, num_seeds: int):
+def over_seeds(step_fn, num_seeds: int, vmappable: bool = True):
   """`step_fn` on states with a leading seed axis: vmapped for several seeds; for one, the axis is
   dropped and restored around the call instead. Vmapping a size-1 axis of parameters turns every
   convolution into a grouped one, which XLA's CPU backend runs about 10x slower (DrQ's encoder:
-  1.2 s instead of 0.1 s per update, measured on 2 cores)."""
-  if num_seeds > 1:
+  1.2 s instead of 0.1 s per update, measured on 2 cores). With `vmappable=False` (an env whose
+  renderer draws a fixed batch, which no outer vmap may widen) several seeds run one by one."""
+  if num_seeds > 1 and vmappable:
     return jax.vmap(step_fn)
+  if num_seeds > 1:
+    return lambda state, key: jax.lax.map(lambda args: step_fn(*args), (state, key))
 
   def single(state, key):
-    state, metrics = step_fn(jax.tree.map(lambda x: x[0], state), key[0])
-    return jax.tree.map(lambda x: x[None], (state, metrics))
+    out = step_fn(jax.tree.map(lambda x: x[0], state), key[0])
+    return jax.tree.map(lambda x: x[None], out)
   return single
 
 
-def seeded_training(config: Any, fused):
+def seeded_training(config: Any, fused, vmappable: bool = True):
   """`(seed_keys [S, 2], state, step_fn, step_keys)`: `config.num_seeds` independent seeds in one
-  program, vmapped inside the pmap. Seed s uses `PRNGKey(config.seed + s)`, so it is the run
-  that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
+  program, vmapped inside the pmap (see `over_seeds`). Seed s uses `PRNGKey(config.seed + s)`,
+  so it is the run that `--config.seed=<seed + s> --config.num_seeds=1` trains."""
   seed_keys = jax.numpy.stack([jax.random.PRNGKey(config.seed + s)
                                for s in range(config.num_seeds)])
-  state = parallel.pmap_init_seeds(fused.init, seed_keys)
-  step_fn = parallel.pmap_step(over_seeds(fused, config.num_seeds))
+  state = parallel.pmap_init_seeds(fused.init, seed_keys, vmappable)
+  step_fn = parallel.pmap_step(over_seeds(fused, config.num_seeds, vmappable))
   step_keys = jax.numpy.stack([jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)]
                               * jax.local_device_count())
   return seed_keys, state, step_fn, step_keys
@@ -51,11 +55,16 @@ def seeded_training(config: Any, fused):
 
 # ------------------------------------------------------------------------------ the loop
 def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
-                       restore_path: Optional[str] = None) -> Dict[str, Any]:
+                       restore_path: Optional[str] = None,
+                       on_workdir_ready: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
   """Trains for `config.total_steps` env steps; returns the last logged metrics.
 
   Resumes from the latest checkpoint in `workdir` if there is one (else from `restore_path`).
   SIGTERM or SIGINT stops after the current update with a checkpoint (`result["preempted"]`).
+  `show_progress=False` hides the progress bar only (metrics are written all the same);
+  `on_workdir_ready` is called once the config passed its checks and the workdir exists.
+  A workdir that cannot be written is a `ConfigError`; a write that fails during the run (e.g.
+  a full disk) a `checkpoint.WriteError`, after the unfinished save is cleared away.
   """
   # ---------------------------------------------------------------- checks and output
   if config.get("distributed", False):  # before anything asks JAX for its devices
@@ -64,16 +73,57 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
     except parallel.DistributedSetupError as e:
       raise ConfigError(str(e)) from e
   agents.check(config, jax.device_count(), jax.default_backend())
+  problem = workdir_problem(workdir)
+  if problem is not None:
+    raise ConfigError(problem)
+  if on_workdir_ready is not None:
+    on_workdir_ready()
   enable_compilation_cache()
-  os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint_lib.Checkpointer(
       checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
       keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
   try:
-    return _train(config, workdir, checkpointer, restore_path, show_progress)
-  finally:  # a save in flight completes, also when training failed
-    checkpointer.wait()
+    try:
+      return _train(config, workdir, checkpointer, restore_path, show_progress)
+    finally:  # a save in flight completes, also when training failed
+      checkpointer.wait()
+  except Exception as e:  # pylint: disable=broad-except  (re-raised unless the disk failed)
+    failure = checkpoint_lib.storage_error(e)
+    if failure is None:
+      raise
+    raise checkpoint_lib.WriteError(_write_failure_message(failure, checkpointer)) from e
+  finally:
     checkpointer.close()
+
+
+def workdir_problem(workdir: str) -> Optional[str]:
+  """Why `workdir` cannot hold a run (a file, a read-only or virtual filesystem), or None.
+  Creates it if need be."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    return f"--workdir={workdir} is a file, not a folder"
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):  # a folder can exist and still refuse files
+      pass
+  except OSError as e:
+    return f"--workdir={workdir} cannot be written: {e.strerror or e}"
+  return None
+
+
+def _write_failure_message(failure: OSError, checkpointer) -> str:
+  """One line: what could not be written, the checkpoint to resume from, and the unfinished
+  save that was cleared away (a resume would otherwise meet it)."""
+  removed = checkpointer.remove_partial_saves() if jax.process_index() == 0 else []
+  steps = checkpointer.steps()
+  last_good = f"{checkpointer.directory}/{steps[-1]}" if steps else "none"
+  unfinished = [os.path.basename(path).split(".")[0] for path in removed]
+  if unfinished:
+    what = f"cannot save checkpoint {checkpointer.directory}/{','.join(unfinished)}"
+  else:
+    what = f"cannot write {failure.filename or 'to the workdir'}"
+  cleared = "; removed its unfinished files" if removed else ""
+  return (f"{what}: {failure.strerror or failure} (errno {failure.errno}); training stopped; "
+          f"last good checkpoint: {last_good}{cleared}")
 
 
 def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
@@ -87,7 +137,8 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = agents.build(config)
-  seed_keys, state, step_fn, step_keys = seeded_training(config, fused)
+  vmappable = renders_any_batch(env)
+  seed_keys, state, step_fn, step_keys = seeded_training(config, fused, vmappable)
 
   # ---------------------------------------------------------------- restore
   window = metrics_lib.LogWindow(config.num_seeds)
@@ -97,27 +148,31 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
     state = checkpoint_lib.to_devices(host_state, state)
     window.load(meta["log_window"])
     if is_main:
-      metrics_lib.truncate_metrics(workdir, start * steps_per_update)
       print(f"resuming from {source.directory}/{start} (update {start} of {total_updates}, "
             f"env step {start * steps_per_update})", file=sys.stderr)
-  if is_main:
+  if is_main:  # lines past the start belong to a run that did not save them (or a fresh start)
+    metrics_lib.truncate_metrics(workdir, start * steps_per_update)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-  evaluator = jax.jit(jax.vmap(make_evaluator(env, config.eval_episodes,
-                                              fused.deterministic_policy)))
+  evaluator = jax.jit(over_seeds(make_evaluator(env, config.eval_episodes,
+                                                fused.deterministic_policy),
+                                 config.num_seeds, vmappable))
 
   def evaluate(state, update):
     """`{name: [value per seed]}` of deterministic episodes."""
     policy_args = parallel.unreplicate(tuple(getattr(state, f) for f in fused.POLICY_FIELDS))
+    # Device 0's copy still spans every device (replicated), which would run the evaluation
+    # on each of them, and Warp's renderer cannot be split that way at all: one device.
+    policy_args = jax.device_put(policy_args, jax.local_devices()[0])
     keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 2), update))(seed_keys)
     return {k: [float(x) for x in v] for k, v in jax.device_get(evaluator(policy_args,
                                                                           keys)).items()}
 
   # ---------------------------------------------------------------- loop
   writer = metrics_lib.MetricsWriter(workdir, total_updates * steps_per_update,
-                                     enabled=is_main and show_progress,
-                                     initial_step=start * steps_per_update)
+                                     enabled=is_main, initial_step=start * steps_per_update,
+                                     show_progress=show_progress)
   pending = []  # device metrics not fetched yet (fetching every update would stall the devices)
   window_start, window_updates = time.time(), 0
   compile_seconds = None
@@ -190,6 +245,12 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
 
 # ------------------------------------------------------------------------------ helpers
+def renders_any_batch(env) -> bool:
+  """False for an env whose renderer draws a fixed number of worlds (warp pixels): it runs
+  under the vmap over its own envs, and a second vmap (over seeds) would widen that batch."""
+  return getattr(env.backend, "fixed_batch", None) is None
+
+
 def _restore_source(checkpointer, restore_path: Optional[str]):
   """Where to start from: this workdir's latest checkpoint if it has one, else `restore_path`
   (a run's workdir, its checkpoints/ folder or one checkpoint inside), else nowhere."""
@@ -224,11 +285,29 @@ def _check_finite(window, steps_per_update: int, last_checkpoint: str, config: A
   problem = window.non_finite()
   if problem is not None:
     name, value, update = problem
-    learner = config.get("agent", "ppo")  # each learner's block has its own learning_rate
+    # A changed config cannot resume a checkpoint (check_compatible), so the advice is never
+    # "resume": with no checkpoint yet the same workdir starts afresh, else a new one does.
+    again = ("run again" if last_checkpoint == "none" else "start again in a new --workdir "
+             "(a checkpoint resumes only with the config it was written with)")
     raise checkpoint_lib.NonFiniteError(
         f"{name} is {value} at update {update} (env step {update * steps_per_update}); "
         f"training stopped; last good checkpoint: {last_checkpoint}. Lower "
-        f"{learner}.learning_rate or intrinsic.learning_rate, or resume from that checkpoint")
+        f"{_or_list(_step_size_keys(config))} and {again}")
+
+
+def _step_size_keys(config: Any) -> list:
+  """The config keys that scale the updates: the learner's learning rate, the intrinsic
+  model's and the bonus weight, when there is a bonus."""
+  keys = [f"{config.get('agent', 'ppo')}.learning_rate"]
+  kind = config.intrinsic.kind
+  if kind != "none":
+    keys.append("intrinsic.learning_rate" if kind == "mimex" else f"intrinsic.{kind}.learning_rate")
+    keys.append("intrinsic.k_expl")
+  return keys
+
+
+def _or_list(items: list) -> str:
+  return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 if __name__ == "__main__":

@@ -143,16 +143,22 @@ def _damage(directory):
   assert damaged
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path,
-                                                                smoke_config):
-  import shutil
+@pytest.fixture(scope="module")
+def smoke_template(smoke_config):
+  """A freshly initialized smoke-config train state: what a restore fills in."""
   from mimex_jax.agents import build
   from mimex_jax.train import seeded_training
+  _, fused, _, _ = build(smoke_config)
+  return seeded_training(smoke_config, fused)[1]
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path,
+                                                                smoke_template):
+  import shutil
+  template = smoke_template
   directory = str(tmp_path / "checkpoints")
   shutil.copytree(os.path.join(uninterrupted, "checkpoints"), directory)
   _damage(os.path.join(directory, "60"))
-  _, fused, _, _ = build(smoke_config)
-  template = seeded_training(smoke_config, fused)[1]
   messages = []
   checkpointer = checkpoint_lib.Checkpointer(directory, read_only=True)
   update, state, meta = checkpointer.restore(template, log=messages.append)
@@ -168,6 +174,54 @@ def test_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, t
     _damage(os.path.join(directory, str(step)))
   with pytest.raises(checkpoint_lib.CheckpointError, match="no usable checkpoint"):
     checkpointer.restore(template, log=messages.append)
+
+
+def _garble(path):
+  with open(path, "wb") as f:
+    f.write(b"not a checkpoint")
+
+
+def _empty(directory):
+  for name in os.listdir(directory):
+    path = os.path.join(directory, name)
+    import shutil
+    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+DAMAGE = {  # the ways of damaging a checkpoint that were found in the wild
+    "data file": lambda d: [_garble(os.path.join(root, name)) for root, _, names in
+                            os.walk(os.path.join(d, "state", "d")) for name in names],
+    "_METADATA": lambda d: _garble(os.path.join(d, "state", "_METADATA")),
+    "meta": lambda d: _garble(os.path.join(d, "meta", "metadata")),
+    "emptied": _empty,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_set_aside_so_its_update_can_be_saved_again(
+    uninterrupted, tmp_path, smoke_template, damage):
+  import shutil
+  directory = str(tmp_path / "checkpoints")
+  shutil.copytree(os.path.join(uninterrupted, "checkpoints"), directory)
+  DAMAGE[damage](os.path.join(directory, "60"))
+  # Read only (evaluation, --restore): skipped, left where it is.
+  messages = []
+  reader = checkpoint_lib.Checkpointer(directory, read_only=True)
+  assert reader.restore(smoke_template, log=messages.append)[0] == 50
+  assert "trying the one before it" in messages[0] and "moved" not in messages[0]
+  assert 60 in reader.steps()
+  reader.close()
+  # A training run's checkpointer moves it aside and can then save update 60 again.
+  messages = []
+  checkpointer = checkpoint_lib.Checkpointer(directory)
+  update, state, meta = checkpointer.restore(smoke_template, log=messages.append)
+  assert update == 50 and len(messages) == 1
+  assert f"moved it to {directory}/60.damaged; trying the one before it" in messages[0]
+  assert 60 not in checkpointer.steps() and os.path.isdir(f"{directory}/60.damaged")
+  checkpointer.save(60, checkpoint_lib.to_devices(state, smoke_template), meta)
+  checkpointer.wait()
+  assert checkpointer.restore(smoke_template, log=messages.append)[0] == 60
+  checkpointer.close()
 
 
 def test_nan_in_a_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_config, tmp_path,

@@ -80,6 +80,13 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.ppo.num_minibatches=3", "ppo.num_minibatches=3 does not divide unroll_length"),
     # No coordinator, no cluster JAX knows: one line naming the variables to set.
     ("--config.distributed=True", "set JAX_COORDINATOR_ADDRESS"),
+    # inf passes "> 0" and "> = 0": caught before it turns into NaN losses at update 1.
+    ("--config.intrinsic.k_expl=inf", "intrinsic.k_expl=inf is invalid; allowed: a finite"),
+    ("--config.ppo.learning_rate=inf", "ppo.learning_rate=inf is invalid; allowed: a finite"),
+    ("--config.intrinsic.rnd.learning_rate=nan", "intrinsic.rnd.learning_rate=nan is invalid"),
+    # A learner whose keys the config file does not have.
+    ("--config.agent=drq", "config key env.obs_type is missing: agent=drq reads the keys of "
+                           "configs/drq.py"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tmp_path):
   result = _train(repo_root, *override.split(), workdir=str(tmp_path / "bad"))
@@ -88,6 +95,58 @@ def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tm
   errors = [line for line in result.stderr.splitlines() if "error:" in line]
   assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
   assert not (tmp_path / "bad" / "metrics.jsonl").exists()  # it stopped before training
+
+
+@pytest.fixture(scope="module")
+def read_only_folder(tmp_path_factory):
+  """A read-only tmpfs (root may mount one); None where mounting is not allowed."""
+  folder = tmp_path_factory.mktemp("read_only")
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                           capture_output=True)
+  yield None if mounted.returncode else str(folder)
+  if not mounted.returncode:
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--config=configs/nope.py"], "--config=configs/nope.py: there is no file configs/nope.py"),
+    (["--config="], "--config is empty"),
+    (["--config=configs/drq.py:smoke", "--config.agent=ppo"],
+     "config key unroll_length is missing: agent=ppo reads the keys of configs/ppo.py"),
+    (["--config=configs/ppo.py:smoke", "--workdir=README.md"],
+     "--workdir=README.md is a file, not a folder"),
+    (["--config=configs/ppo.py:smoke", "--workdir=/proc/run"], "--workdir=/proc/run cannot be "
+                                                              "written"),
+    (["--config=configs/ppo.py:smoke", "--workdir=/sys/run"], "--workdir=/sys/run cannot be "
+                                                             "written"),
+    (["--config=configs/ppo.py:smoke", "--workdir={read_only}/run"],
+     "--workdir={read_only}/run cannot be written: Read-only file system"),
+])
+def test_bad_paths_and_files_are_one_line_and_exit_code_2(repo_root, read_only_folder, args,
+                                                          expected):
+  if "{read_only}" in expected:
+    if read_only_folder is None:
+      pytest.skip("cannot mount a read-only tmpfs here")
+    args = [a.format(read_only=read_only_folder) for a in args]
+    expected = expected.format(read_only=read_only_folder)
+  result = subprocess.run([sys.executable, "-m", "mimex_jax.train", *args], cwd=repo_root,
+                          env=ENV, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if "error:" in line]
+  assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+  assert "no --workdir given" not in result.stderr  # it stopped before choosing one
+
+
+def test_show_refuses_an_unwritable_out_before_rendering(repo_root, read_only_folder):
+  outs = ["/proc/show.png"] + ([f"{read_only_folder}/show.png"] if read_only_folder else [])
+  for out in outs:
+    result = subprocess.run([sys.executable, "-m", "mimex_jax.envs.show", "ReachSparse",
+                             f"--out={out}"], cwd=repo_root, env=ENV, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert f"--out={out}: cannot write into" in result.stderr.strip().splitlines()[-1]
 
 
 def test_unknown_config_variant(repo_root):

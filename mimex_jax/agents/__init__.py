@@ -32,13 +32,17 @@ def _agent(config: Any) -> str:
 def check(config: Any, device_count: int, platform: str = "cpu") -> None:
   """Raises `mimex_jax.config_checks.ConfigError` for the first problem in `config`: the keys
   every run shares, then the learner's own."""
-  from mimex_jax.config_checks import ConfigError, check_common
+  from mimex_jax.config_checks import ConfigError, MissingKeyError, check_common
   agent = _agent(config)
   if agent not in _LEARNERS:
     raise ConfigError(f"config key agent={agent!r} is invalid; allowed: one of {AGENTS}")
   check_common(config, device_count, platform)
   _, learner_checks = _LEARNERS[agent]()
-  learner_checks.check(config, device_count)
+  try:
+    learner_checks.check(config, device_count)
+  except MissingKeyError as e:  # e.g. --config.agent=drq on configs/ppo.py
+    raise ConfigError(f"{e}: agent={agent} reads the keys of configs/{agent}.py; start from "
+                      f"--config=configs/{agent}.py") from e
 
 
 def build(config: Any):

@@ -11,7 +11,8 @@ clip. The top row is MuJoCo's own renderer; with `--pixels` the row below is wha
 
 import os
 import sys
-from typing import Dict
+import tempfile
+from typing import Dict, Optional
 
 from absl import app
 from absl import flags
@@ -117,6 +118,21 @@ def strip(frames: np.ndarray, count: int) -> np.ndarray:
   return np.concatenate(parts[:-1], axis=1)
 
 
+def out_problem(out: str) -> Optional[str]:
+  """Why `out` cannot be written, or None; checked before anything is rendered. Creates its
+  folder if need be."""
+  folder = os.path.dirname(os.path.abspath(out))
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    return f"--out={out}: cannot write into {folder}: {e.strerror or e}"
+  if os.path.isdir(out):
+    return f"--out={out} is a folder; name a file"
+  return None
+
+
 def main(argv):
   try:
     envs.import_task_modules(_IMPORTS.value)
@@ -139,6 +155,10 @@ def main(argv):
   if not _OUT.value.endswith((".png", ".gif", ".mp4")):
     print(f"--out={_OUT.value}: write .png, .gif or .mp4", file=sys.stderr)
     return 2
+  problem = out_problem(_OUT.value)
+  if problem is not None:
+    print(problem, file=sys.stderr)
+    return 2
   spec = None
   if _PIXELS.value:
     spec = pixel_obs.PixelSpec(backend=_BACKEND.value, height=_SIZE.value, width=_SIZE.value,
@@ -149,12 +169,15 @@ def main(argv):
     print(f"{name}: {e}", file=sys.stderr)
     return 2
   frames = compose(name, trace, _CAMERA.value)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  if _OUT.value.endswith(".png"):
-    from PIL import Image
-    Image.fromarray(strip(frames, _FRAMES.value)).save(_OUT.value)
-  else:
-    video.write_video(list(frames), _OUT.value)
+  try:
+    if _OUT.value.endswith(".png"):
+      from PIL import Image
+      Image.fromarray(strip(frames, _FRAMES.value)).save(_OUT.value)
+    else:
+      video.write_video(list(frames), _OUT.value)
+  except OSError as e:  # e.g. the disk filled up while writing
+    print(f"--out={_OUT.value}: {e.strerror or e}", file=sys.stderr)
+    return 4
   print(f"{name}: {_STEPS.value} steps of the {_POLICY.value} policy, return "
         f"{trace['reward'].sum():.2f}; wrote {_OUT.value}")
   return 0
