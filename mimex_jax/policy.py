@@ -110,7 +110,7 @@ def _load_update(checkpointer, update: int, seed: int) -> LoadedRun:
   if not 0 <= seed < num_seeds:
     raise checkpoint_lib.CheckpointError(
         f"seed {seed} is not in this run; it trained seeds 0 to {num_seeds - 1}")
-  _find_task(config, workdir)
+  _find_task(config, checkpointer.directory)
   env, fused, steps_per_update, _ = agents.build(config)  # built as in training
   # Only the policy's parts are read, so a run saved on 8 devices loads on 1.
   key = jax.random.PRNGKey(0)
@@ -133,13 +133,13 @@ def _load_update(checkpointer, update: int, seed: int) -> LoadedRun:
                    path=os.path.join(checkpointer.directory, str(update)))
 
 
-def _find_task(config: config_dict.ConfigDict, workdir: str) -> None:
+def _find_task(config: config_dict.ConfigDict, where: str) -> None:
   """Imports the modules the run named in `env.imports` and checks its task is known, so a run
   on a task of the user's own loads like any other, and a missing module is one clear error."""
   try:
     check_env_name(config)
   except ConfigError as e:
-    raise checkpoint_lib.CheckpointError(f"cannot rebuild the task the run in {workdir} "
+    raise checkpoint_lib.CheckpointError(f"cannot rebuild the task the run in {where} "
                                          f"trained on: {e}") from e
 
 

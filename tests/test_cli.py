@@ -129,8 +129,7 @@ def test_bad_paths_and_files_are_one_line_and_exit_code_2(repo_root, read_only_f
       pytest.skip("cannot mount a read-only tmpfs here")
     args = [a.format(read_only=read_only_folder) for a in args]
     expected = expected.format(read_only=read_only_folder)
-  result = subprocess.run([sys.executable, "-m", "mimex_jax.train", *args], cwd=repo_root,
-                          env=ENV, capture_output=True, text=True, timeout=300)
+  result = run_train(args, repo_root)
   assert result.returncode == 2, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   errors = [line for line in result.stderr.splitlines() if "error:" in line]

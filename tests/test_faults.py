@@ -15,6 +15,7 @@ import pytest
 
 from mimex_jax.metrics import read_metrics
 
+from cli_runner import run_train
 from conftest import CHECKPOINTED_RUN_ARGS, CHECKPOINTED_UPDATES, ENV
 
 TIMING = ("steps_per_second", "compile_seconds")  # wall-clock figures differ between runs
@@ -22,6 +23,8 @@ SMOKE_UPDATES = 6  # configs/ppo.py:smoke: 6 updates of 16 envs x 8 steps
 
 
 def _run(repo_root, module, *args, cwd=None, env=ENV):
+  if module == "mimex_jax.train":  # a forked child of a process that imported it: no imports
+    return run_train(args, cwd or repo_root)
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or repo_root, env=env,
                         capture_output=True, text=True, timeout=600)
 
@@ -217,6 +220,7 @@ def test_non_finite_stop_names_the_keys_and_never_advises_a_resume(smoke_config,
 
 
 # ------------------------------------------------------------------------------ warp pixels
+@pytest.mark.slow  # 2 min cold on 2 cores; the fast suite checks the seed loop it relies on below
 def test_warp_pixels_train_evaluate_and_load(repo_root, tmp_path):
   """MuJoCo Warp's renderer draws a fixed number of worlds, so nothing may vmap around it: the
   evaluation in training (over seeds) and the evaluation CLI (another episode count)."""
