@@ -124,6 +124,7 @@ def test_mjx_task_vectorized_deterministic_and_sparse_success():
   np.testing.assert_array_equal(reward, 0.0)
 
 
+@pytest.mark.slow  # the fast suite runs a Brax PipelineEnv through register (test_register)
 def test_brax_env_plugs_in_with_time_limit():
   env = envs.make("brax/inverted_pendulum", episode_length=3)
   assert env.observation_size == 4 and env.action_size == 1

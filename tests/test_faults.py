@@ -114,6 +114,7 @@ def _assert_stopped_for_the_disk(result, workdir):
   return last_good
 
 
+@pytest.mark.slow  # the fast suite fills a real (tmpfs) disk below, where it can mount one
 def test_disk_full_during_a_save_stops_with_one_line_and_resumes(repo_root, tmp_path):
   workdir = str(tmp_path / "full")
   args = ["--config=configs/ppo.py:smoke", "--config.checkpoint.every=1", f"--workdir={workdir}"]
@@ -134,8 +135,8 @@ def test_disk_full_during_a_save_stops_with_one_line_and_resumes(repo_root, tmp_
 
 @pytest.fixture
 def tiny_filesystem(tmp_path):
-  """A 2 MB tmpfs (root may mount one; elsewhere the test is skipped: the test above injects
-  the same fault through Orbax's writer)."""
+  """A 2 MB tmpfs (root may mount one; elsewhere the test is skipped: the slow test above
+  injects the same fault through Orbax's writer)."""
   mount_point = tmp_path / "tiny"
   mount_point.mkdir()
   mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
@@ -146,14 +147,21 @@ def tiny_filesystem(tmp_path):
   subprocess.run(["umount", str(mount_point)], check=True)
 
 
-def test_a_real_full_disk_stops_with_one_line_and_no_temporary_folder(repo_root,
-                                                                      tiny_filesystem):
+def test_a_real_full_disk_stops_with_one_line_and_resumes_once_there_is_room(repo_root,
+                                                                             tiny_filesystem):
   workdir = str(tiny_filesystem / "run")
   # About 350 kB a checkpoint: the disk fills within 30 saves, none of them deleted.
-  result = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke",
-                f"--config.total_steps={16 * 8 * 30}", "--config.checkpoint.every=1",
-                "--config.checkpoint.max_to_keep=30", f"--workdir={workdir}")
-  assert _assert_stopped_for_the_disk(result, workdir) < 30
+  args = ["--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * 30}",
+          "--config.checkpoint.every=1", "--config.checkpoint.max_to_keep=30",
+          f"--workdir={workdir}"]
+  last_good = _assert_stopped_for_the_disk(_run(repo_root, "mimex_jax.train", *args), workdir)
+  assert last_good < 30
+  # The disk grows: the same command goes on from the last good checkpoint to the end.
+  subprocess.run(["mount", "-o", "remount,size=32m", str(tiny_filesystem)], check=True)
+  result = _run(repo_root, "mimex_jax.train", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"resuming from {workdir}/checkpoints/{last_good}" in result.stderr
+  assert read_metrics(workdir)[-1]["step"] == 16 * 8 * 30
 
 
 # ------------------------------------------------------------------------------ no --workdir

@@ -21,7 +21,9 @@ def _moving_silhouette(mj_model, geom_ids):
   return (geom_ids >= 0) & moving[np.clip(geom_ids, 0, mj_model.ngeom - 1)]
 
 
-@pytest.mark.parametrize("name", ["CartpoleSwingupSparse", "AcrobotSwingupSparse", "ReachSparse"])
+@pytest.mark.parametrize("name", [  # one DM Control model in the fast suite, all in the slow one
+    "CartpoleSwingupSparse", pytest.param("AcrobotSwingupSparse", marks=pytest.mark.slow),
+    "ReachSparse"])
 def test_backends_agree_on_what_is_where(name):
   backend = envs.spec(name).build({})
   mj_model = backend.mj_model
@@ -66,6 +68,7 @@ def test_images_follow_the_state(cartpole_pixels):
   assert len(np.unique(np.asarray(same))) >= 3  # sky, floor and cartpole, not a flat image
 
 
+@pytest.mark.slow  # a renderer detail on one model (FingerTurnHard's target site)
 def test_visible_sites_are_drawn():
   """FingerTurnHard's target is a site on a mocap body: moving only it must change the image."""
   backend = envs.spec("FingerTurnHard").build({})
@@ -81,7 +84,8 @@ def test_visible_sites_are_drawn():
   np.testing.assert_array_equal(before[2], after[2])  # no geom moved
 
 
-@pytest.mark.parametrize("reset_pool", [False, True])
+@pytest.mark.parametrize("reset_pool", [
+    False, pytest.param(True, marks=pytest.mark.slow)])  # test_envs checks the pool's resets
 def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
   env, vector_envs, steps, _ = cartpole_pixels
   vector_env, step = vector_envs[reset_pool], steps[reset_pool]
@@ -129,6 +133,7 @@ def test_action_repeat_stacks_one_frame_per_agent_step(cartpole_pixels):
   _check_action_repeat(env, state, stepped, each, channels=1)
 
 
+@pytest.mark.slow  # warp's images are checked in the fast suite by the backends' agreement
 def test_action_repeat_with_warp_renders_a_batch_of_its_world_count():
   spec = pixels.PixelSpec(backend="warp", height=32, width=32, frame_stack=2)
   env = envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=spec, num_worlds=_WORLDS,
