@@ -150,18 +150,18 @@ def tiny_filesystem(tmp_path):
 def test_a_real_full_disk_stops_with_one_line_and_resumes_once_there_is_room(repo_root,
                                                                              tiny_filesystem):
   workdir = str(tiny_filesystem / "run")
-  # About 350 kB a checkpoint: the disk fills within 30 saves, none of them deleted.
-  args = ["--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * 30}",
-          "--config.checkpoint.every=1", "--config.checkpoint.max_to_keep=30",
+  # About 350 kB a checkpoint: the disk fills within 12 saves, none of them deleted.
+  args = ["--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * 12}",
+          "--config.checkpoint.every=1", "--config.checkpoint.max_to_keep=12",
           f"--workdir={workdir}"]
   last_good = _assert_stopped_for_the_disk(_run(repo_root, "mimex_jax.train", *args), workdir)
-  assert last_good < 30
+  assert last_good < 12
   # The disk grows: the same command goes on from the last good checkpoint to the end.
   subprocess.run(["mount", "-o", "remount,size=32m", str(tiny_filesystem)], check=True)
   result = _run(repo_root, "mimex_jax.train", *args)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resuming from {workdir}/checkpoints/{last_good}" in result.stderr
-  assert read_metrics(workdir)[-1]["step"] == 16 * 8 * 30
+  assert read_metrics(workdir)[-1]["step"] == 16 * 8 * 12
 
 
 # ------------------------------------------------------------------------------ no --workdir

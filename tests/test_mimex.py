@@ -26,7 +26,9 @@ def _novel(key, num, length=5, dim=4):
 
 
 @pytest.mark.parametrize("mask,train_fraction", [
-    ("random", 1.0), ("last", 1.0), ("elementwise", 1.0),
+    ("random", 1.0),
+    pytest.param("last", 1.0, marks=pytest.mark.slow),  # the masks' layouts are tested fast
+    pytest.param("elementwise", 1.0, marks=pytest.mark.slow),  # in test_masking.py
     ("random", 0.25),  # trained on a quarter of each batch, it still tells familiar from novel
 ])
 def test_mimex_scores_unseen_sequences_above_familiar_ones(mask, train_fraction):

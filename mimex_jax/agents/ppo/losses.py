@@ -53,8 +53,8 @@ def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: L
              normalize_advantage: bool = True,
              axis_name: Optional[str] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Clipped-surrogate PPO loss from the current policy's `(mean, log_std)` and value `[N]`."""
-  mean, log_std = policy_out
-  log_prob = gaussian_log_prob(batch.action, mean, log_std)
+  action_mean, log_std = policy_out
+  log_prob = gaussian_log_prob(batch.action, action_mean, log_std)
   ratio = jnp.exp(log_prob - batch.log_prob)
   advantage = batch.advantage
   if normalize_advantage:  # over the whole minibatch, all devices' shares of it
@@ -81,5 +81,9 @@ def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: L
       "entropy": entropy,
       "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
       "clip_fraction": jnp.mean((jnp.abs(ratio - 1) > clip_epsilon).astype(jnp.float32)),
+      # Samples are clipped to [-1, 1]: a mean far outside with a small std acts the same
+      # whatever the gradient says, and such a policy can no longer find its way back.
+      "action_std": jnp.exp(log_std).mean(),
+      "action_mean_outside_bounds": jnp.mean((jnp.abs(action_mean) > 1).astype(jnp.float32)),
   }
   return total, metrics
