@@ -76,9 +76,13 @@ def storage_error(error: BaseException) -> Optional[OSError]:
 
 class _StorageErrorLogFilter(logging.Filter):
   """Drops the tracebacks Orbax's writer threads log for a storage error: the run reports it
-  once, as one line (`WriteError`)."""
+  once, as one line (`WriteError`). Also drops asyncio's reports of abandoned tasks: when one
+  read of a damaged checkpoint fails, its siblings fail too, after the restore has given up on
+  them (and reported the checkpoint); asyncio then logs each one when it is collected."""
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.name == "asyncio" and "exception was never retrieved" in record.getMessage():
+      return False
     error = record.exc_info[1] if record.exc_info else None
     return error is None or storage_error(error) is None
 

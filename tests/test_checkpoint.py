@@ -96,6 +96,7 @@ def test_killed_then_stopped_then_resumed_run_equals_uninterrupted_run(repo_root
                                   err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow  # a CLI training; test_cli and test_faults resume through the CLI fast
 def test_restore_flag_starts_a_new_workdir_from_a_given_checkpoint(repo_root, uninterrupted,
                                                                     tmp_path):
   workdir = str(tmp_path / "restored")
@@ -294,3 +295,20 @@ def test_resume_on_another_device_count_is_refused(smoke_config, tmp_path):
   with pytest.raises(checkpoint_lib.CheckpointError,
                      match="written on 2 local devices and this process has 1"):
     checkpointer.check_compatible(config, num_devices=1)
+
+
+def test_abandoned_reads_of_a_damaged_checkpoint_are_not_reported_again():
+  """One failed read of a damaged checkpoint is reported once (the fallback line); asyncio's
+  later report of its abandoned sibling reads is dropped, and nothing else is."""
+  import logging
+  log_filter = checkpoint_lib._StorageErrorLogFilter()
+  damaged = ValueError("DATA_LOSS: Error reading local file")
+
+  def record(name, message, error=None):
+    exc_info = (type(error), error, None) if error else None
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, message, (), exc_info)
+
+  assert not log_filter.filter(record("asyncio", "Task exception was never retrieved", damaged))
+  assert log_filter.filter(record("asyncio", "Task was destroyed but it is pending!"))
+  assert log_filter.filter(record("absl", "restore failed", damaged))  # not a storage error
+  assert not log_filter.filter(record("absl", "write failed", OSError(28, "No space left")))

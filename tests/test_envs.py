@@ -199,6 +199,7 @@ def test_reset_pool_starts_are_fresh_independent_draws():
   assert abs(starts.mean() - 0.5) < 0.04 and abs(starts.std() - 12 ** -0.5) < 0.03
 
 
+@pytest.mark.slow  # the pool's logic is tested fast above and below on counting envs
 def test_reset_pool_mjx_initial_states_match_in_place_resets():
   """A real MJX task (randomized initial qpos) through the pool: the same starts as resetting
   in place, from a spread of initial states."""
