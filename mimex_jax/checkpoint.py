@@ -116,6 +116,13 @@ def _quiet_failure_noise() -> None:
   _ignore_answers_to_a_closed_loop()
 
 
+def damage_reason(error: BaseException) -> str:
+  """The first line of why a checkpoint did not read back (damaged files show up as many
+  different exception types, some with pages of detail)."""
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
 
@@ -340,7 +347,7 @@ class Checkpointer:
           state = parallel.from_global(state)
         state = _fill_empty(state, host_template)
       except Exception as e:  # damaged files show up as many different exception types
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        reason = damage_reason(e)
         problems.append(f"{step}: {reason}")
         path = os.path.join(self.directory, str(step))
         moved = ""

@@ -95,16 +95,11 @@ class _Damaged(Exception):
   """A checkpoint's files do not read back; the message is the first line of why."""
 
 
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return text.splitlines()[0][:200] if text else type(error).__name__
-
-
 def _load_update(checkpointer, update: int, seed: int) -> LoadedRun:
   try:
     meta = checkpointer.read_meta(update)
   except Exception as e:  # damaged files show up as many different exception types
-    raise _Damaged(_first_line(e)) from e
+    raise _Damaged(checkpoint_lib.damage_reason(e)) from e
   config = config_dict.ConfigDict(meta["config"])
   num_seeds = config.get("num_seeds", 1)
   if not 0 <= seed < num_seeds:
@@ -126,7 +121,7 @@ def _load_update(checkpointer, update: int, seed: int) -> LoadedRun:
             restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
     ))["state"]
   except Exception as e:  # as above
-    raise _Damaged(_first_line(e)) from e
+    raise _Damaged(checkpoint_lib.damage_reason(e)) from e
   policy_args = jax.tree.map(lambda x: x[0, seed], tuple(restored[f] for f in fields))
   return LoadedRun(config=config, env=env, fused=fused, update=update,
                    env_steps=update * steps_per_update, policy_args=policy_args,
