@@ -88,3 +88,25 @@ def test_ppo_loss_by_hand():
   np.testing.assert_allclose(metrics["entropy"], entropy, rtol=1e-5)
   np.testing.assert_allclose(total, policy_loss + 0.5 * value_loss - 0.01 * entropy, rtol=1e-5)
   np.testing.assert_allclose(metrics["clip_fraction"], 0.5)
+
+
+def test_policy_head_keeps_mean_inside_bounds_and_std_above_floor():
+  from mimex_jax.networks.mlp import GaussianPolicy
+  obs = 50.0 * jax.random.normal(jax.random.PRNGKey(0), (64, 5))  # large inputs, large raw means
+  plain = GaussianPolicy((16,), 2, init_std=1.0)
+  params = plain.init(jax.random.PRNGKey(1), obs)
+  # Push the std parameter far down, as a collapsing run does.
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.full_like(x, -20.0) if "log_std" in str(path) else 30.0 * x, params)
+  mean, log_std = plain.apply(params, obs)
+  assert float(jnp.abs(mean).max()) > 1.0  # unbounded: the raw means leave [-1, 1]
+  np.testing.assert_allclose(log_std, -20.0)
+
+  bounded = GaussianPolicy((16,), 2, init_std=1.0, squash_mean=True, min_std=0.05)
+  mean_b, log_std_b = bounded.apply(params, obs)  # same parameter tree
+  np.testing.assert_allclose(mean_b, jnp.tanh(mean), rtol=1e-6)
+  assert float(jnp.abs(mean_b).max()) <= 1.0
+  np.testing.assert_allclose(jnp.exp(log_std_b), 0.05 + np.exp(-20.0), rtol=1e-5)
+  # Starts at init_std whatever the floor.
+  fresh = bounded.init(jax.random.PRNGKey(1), obs)
+  np.testing.assert_allclose(jnp.exp(bounded.apply(fresh, obs)[1]), 1.0, rtol=1e-6)

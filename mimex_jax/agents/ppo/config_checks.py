@@ -2,7 +2,7 @@
 
 from typing import Any, List
 
-from mimex_jax.config_checks import (ConfigError, Rule, check_rules, nonneg_number,
+from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_number,
                                      positive_int, positive_number, sizes, unit_interval)
 from mimex_jax.networks.mlp import ACTIVATIONS
 
@@ -21,6 +21,8 @@ RULES: List[Rule] = [
     ("ppo.gae_lambda", unit_interval, "a number in [0, 1]"),
     ("ppo.reward_scale", nonneg_number, "a number >= 0"),
     ("ppo.init_std", positive_number, "a number > 0"),
+    ("ppo.squash_mean", boolean, "True or False"),
+    ("ppo.min_std", nonneg_number, "a number >= 0, below ppo.init_std"),
     ("ppo.policy_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.value_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
@@ -31,6 +33,11 @@ def check(config: Any, device_count: int) -> None:
   """Raises `ConfigError` for the first problem in PPO's keys."""
   del device_count  # PPO splits envs only, which the common checks cover
   check_rules(config, RULES)
+  if config.ppo.min_std >= config.ppo.init_std:
+    raise ConfigError(
+        f"config key ppo.min_std={config.ppo.min_std} is not below ppo.init_std="
+        f"{config.ppo.init_std}: the std starts at init_std and never falls under min_std; "
+        f"use a smaller min_std")
   # A minibatch is every env at unroll_length / num_minibatches of the time steps.
   if config.unroll_length % config.ppo.num_minibatches:
     raise ConfigError(

@@ -38,7 +38,8 @@ class PPO:
     self.axis_name = axis_name
     activation = ACTIVATIONS[config.activation]
     self.policy = GaussianPolicy(tuple(config.policy_hidden_sizes), action_size, activation,
-                                 init_std=config.init_std)
+                                 init_std=config.init_std, squash_mean=config.squash_mean,
+                                 min_std=config.min_std)
     self.value_fn = MLP(tuple(config.value_hidden_sizes), 1, activation)
     self.obs_size = obs_size
     optimizer_steps = max(1, total_updates * config.num_epochs * config.num_minibatches)
