@@ -7,9 +7,12 @@ r"""Exploration bonuses side by side: none, MIMEx, RND and ICM on sparse tasks, 
 Each (task, method) is one `mimex_jax.train` run with `--config.num_seeds=N` (the seeds share one
 compiled program), in `<out>/<task>/<method>`; a finished run is not repeated and an interrupted
 one resumes, so the script can be rerun after a crash. `--set KEY=VALUE` overrides any config key
-for all runs, `--set METHOD:KEY=VALUE` for one method. Writes `<out>/comparison.json` (final and
+for all runs, `--set METHOD:KEY=VALUE` for one method. `--k_expl=0.01,0.05,0.2` runs every
+bonus at each value (the same grid for each, so each gets the same tuning budget), labelled
+`METHOD@k=VALUE`. `--threshold=600` reports, per seed, the env steps of the first deterministic
+evaluation at or above it ("-": not reached; no seed is dropped). Writes `<out>/comparison.json` (final and
 per-log-step success and return of every seed), `<out>/comparison.md` (a table) and
-`<out>/comparison.png` (mean learning curves with a standard-error band).
+`<out>/comparison.png` (mean training and evaluation curves with a standard-error band).
 """
 
 import argparse
@@ -25,9 +28,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("none", "mimex", "rnd", "icm")
 
 
-def _run(task, method, args, overrides, first_seed, num_seeds):
-  workdir = os.path.join(args.out, task, method if num_seeds == args.seeds else
-                         f"{method}_seeds_{first_seed}-{first_seed + num_seeds - 1}")
+def _run(task, method, label, args, overrides, first_seed, num_seeds):
+  workdir = os.path.join(args.out, task, label if num_seeds == args.seeds else
+                         f"{label}_seeds_{first_seed}-{first_seed + num_seeds - 1}")
   timing = os.path.join(workdir, "wall_seconds.json")
   if os.path.exists(timing):  # finished in an earlier call of this script
     with open(timing) as f:
@@ -40,10 +43,10 @@ def _run(task, method, args, overrides, first_seed, num_seeds):
              f"--config.log_every={args.log_every}", "--config.checkpoint.every=100"]
   command += [f"--config.{o}" for o in overrides]
   start = time.time()
-  print(f"[{time.strftime('%H:%M:%S')}] {task} / {method}: {' '.join(command[3:])}", flush=True)
+  print(f"[{time.strftime('%H:%M:%S')}] {task} / {label}: {' '.join(command[3:])}", flush=True)
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
   if result.returncode != 0:
-    raise SystemExit(f"{task} / {method} failed:\n{result.stderr[-3000:]}")
+    raise SystemExit(f"{task} / {label} failed:\n{result.stderr[-3000:]}")
   seconds = time.time() - start
   print(f"  {result.stdout.strip().splitlines()[-1]} ({seconds:.0f} s)", flush=True)
   with open(timing, "w") as f:
@@ -75,7 +78,7 @@ def _merge(runs):
   return merged
 
 
-def _summarize(runs, seeds, wall_seconds):
+def _summarize(runs, seeds, wall_seconds, threshold):
   records = _merge(runs)
   evals = [r for r in records if r.get("eval_return") is not None]
   curves = {key: [_per_seed(r, key, seeds) for r in records]
@@ -94,6 +97,12 @@ def _summarize(runs, seeds, wall_seconds):
           [_per_seed(r, "success_rate", seeds) for r in tail], axis=0).tolist(),
       "final_train_return": np.nanmean(
           [_per_seed(r, "episode_return", seeds) for r in tail], axis=0).tolist(),
+      # First evaluation at or above the threshold, per seed; None: not reached.
+      "steps_to_threshold": [
+          next((step for step, row in zip([r["step"] for r in evals],
+                                          [_per_seed(r, "eval_return", seeds) for r in evals])
+                if row[seed] >= threshold), None) for seed in range(seeds)],
+      "threshold": threshold,
       "steps_per_second": float(np.median([r["steps_per_second"] for r in records
                                            if r.get("steps_per_second")])),
       "wall_seconds": wall_seconds,
@@ -125,7 +134,23 @@ def _table(results, seeds, task_steps):
                    f"{cells[1][0]:.1f} +- {cells[1][1]:.1f} | {cells[2][0]:.2f} +- "
                    f"{cells[2][1]:.2f} | {cells[3][0]:.1f} +- {cells[3][1]:.1f} | "
                    f"{r['steps_per_second']:,.0f} | {r['wall_seconds'] / 60:.1f} min |")
+  lines += ["", f"Steps to a deterministic eval return of at least {_threshold(results)} per "
+            "seed (first evaluation at or above it; '-': not reached within the run).", "",
+            "| task | method | reached | median steps | per seed |", "|---|---|---:|---:|---|"]
+  for task, methods in results.items():
+    for method, r in methods.items():
+      hits = r["steps_to_threshold"]
+      reached = [h for h in hits if h is not None]
+      # A seed that never reached counts as beyond the budget in the median.
+      median = np.median([np.inf if h is None else h for h in hits])
+      median = "-" if not np.isfinite(median) else f"{median / 1e6:.1f}M"
+      per_seed = ", ".join("-" if h is None else f"{h / 1e6:.1f}M" for h in hits)
+      lines.append(f"| {task} | {method} | {len(reached)}/{len(hits)} | {median} | {per_seed} |")
   return "\n".join(lines) + "\n"
+
+
+def _threshold(results):
+  return next(iter(next(iter(results.values())).values()))["threshold"]
 
 
 def _plot(results, path):
@@ -133,20 +158,23 @@ def _plot(results, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   tasks = list(results)
-  fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 7), squeeze=False)
+  fig, axes = plt.subplots(3, len(tasks), figsize=(5.5 * len(tasks), 10), squeeze=False)
   for column, task in enumerate(tasks):
-    for row, key in enumerate(("success_rate", "episode_return")):
+    for row, key in enumerate(("success_rate", "episode_return", "eval_return")):
       ax = axes[row][column]
       for method, r in results[task].items():
-        values = np.asarray(r["curves"][key], float)  # [log steps, seeds]
+        # [log steps, seeds]
+        values = np.asarray(r[key] if key == "eval_return" else r["curves"][key], float)
+        steps = r["eval_steps"] if key == "eval_return" else r["steps"]
         if np.isnan(values).all():
           continue
         mean = np.nanmean(values, axis=1)
         count = np.maximum(np.sum(~np.isnan(values), axis=1), 1)
         se = np.nanstd(values, axis=1) / np.sqrt(count)
-        ax.plot(r["steps"], mean, label=method)
-        ax.fill_between(r["steps"], mean - se, mean + se, alpha=0.2)
-      ax.set_title(f"{task}: training {key.replace('_', ' ')}")
+        ax.plot(steps, mean, label=method)
+        ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+      kind = "deterministic" if key == "eval_return" else "training"
+      ax.set_title(f"{task}: {kind} {key.replace('_', ' ')}")
       ax.set_xlabel("env steps per seed")
       ax.grid(alpha=0.3)
       ax.legend(fontsize=8)
@@ -166,6 +194,11 @@ def main():
   parser.add_argument("--num_envs", type=int, default=256)
   parser.add_argument("--eval_every", type=int, default=25)
   parser.add_argument("--log_every", type=int, default=5)
+  parser.add_argument("--k_expl", default="",
+                      help="comma-separated k_expl values tried for every bonus (one run each, "
+                           "labelled METHOD@k=VALUE); empty: the config's own")
+  parser.add_argument("--threshold", type=float, default=600.0,
+                      help="deterministic eval return whose first crossing is reported per seed")
   parser.add_argument("--set", action="append", default=[], dest="overrides",
                       help="KEY=VALUE for every run, or METHOD:KEY=VALUE for one method")
   parser.add_argument("--seeds_per_run", default="rnd:2,icm:1",
@@ -180,6 +213,10 @@ def main():
   args.seeds_per_run = {m: int(n) for m, n in (item.split(":") for item in
                                                 args.seeds_per_run.split(",") if item)}
   methods = args.methods.split(",")
+  try:
+    k_values = [float(k) for k in args.k_expl.split(",") if k]
+  except ValueError:
+    parser.error(f"--k_expl={args.k_expl!r}: expected comma-separated numbers, e.g. 0.01,0.05")
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
     parser.error(f"unknown methods {unknown}; choose from {METHODS}")
@@ -190,14 +227,18 @@ def main():
       overrides = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o
                    for o in args.overrides
                    if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == method]
-      chunk = args.seeds_per_run.get(method, args.seeds)
-      runs, seconds = [], 0.0
-      for first in range(0, args.seeds, chunk):
-        count = min(chunk, args.seeds - first)
-        workdir, wall = _run(task, method, args, overrides, first, count)
-        runs.append((workdir, count))
-        seconds += wall
-      results[task][method] = _summarize(runs, args.seeds, seconds)
+      grid = [None] if method == "none" or not k_values else k_values
+      for k_expl in grid:
+        label = method if k_expl is None else f"{method}@k={k_expl:g}"
+        extra = [] if k_expl is None else [f"intrinsic.k_expl={k_expl}"]
+        chunk = args.seeds_per_run.get(method, args.seeds)
+        runs, seconds = [], 0.0
+        for first in range(0, args.seeds, chunk):
+          count = min(chunk, args.seeds - first)
+          workdir, wall = _run(task, method, label, args, overrides + extra, first, count)
+          runs.append((workdir, count))
+          seconds += wall
+        results[task][label] = _summarize(runs, args.seeds, seconds, args.threshold)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "comparison.json"), "w") as f:
     json.dump({"args": vars(args), "results": results}, f)
