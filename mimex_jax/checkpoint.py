@@ -34,6 +34,9 @@ CHECKPOINT_DIR = "checkpoints"
 # log, evaluate and save, and how processes find each other, not what is trained.
 RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "checkpoint",
                   "distributed")  # the process count is checked on its own
+# Keys added after runs were saved, with the value that trains as the code did before the key
+# existed: a checkpoint without the key resumes when the current config holds that value.
+ADDED_KEYS = {"env.imports": "", "ppo.squash_mean": False, "ppo.min_std": 0.0}
 
 
 class CheckpointError(ConfigError):
@@ -153,6 +156,8 @@ def config_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[s
       continue
     missing = "<absent>"
     old, new = saved_flat.get(key, missing), current_flat.get(key, missing)
+    if old is missing and key in ADDED_KEYS and new == ADDED_KEYS[key]:
+      continue
     if old != new:
       differences.append(f"{key}={old!r} in the checkpoint vs {new!r} now")
   return differences

@@ -312,3 +312,14 @@ def test_abandoned_reads_of_a_damaged_checkpoint_are_not_reported_again():
   assert log_filter.filter(record("asyncio", "Task was destroyed but it is pending!"))
   assert log_filter.filter(record("absl", "restore failed", damaged))  # not a storage error
   assert not log_filter.filter(record("absl", "write failed", OSError(28, "No space left")))
+
+
+def test_keys_added_since_a_run_was_saved_resume_at_their_old_behaviour():
+  saved = {"seed": 0, "ppo": {"learning_rate": 1e-3}, "env": {"name": "CartpoleBalance"}}
+  current = {"seed": 0, "ppo": {"learning_rate": 1e-3, "squash_mean": False, "min_std": 0.0},
+             "env": {"name": "CartpoleBalance", "imports": ""}}
+  assert checkpoint_lib.config_differences(saved, current) == []
+  # A new key set to something the saved run did not do is a real difference.
+  current["ppo"]["squash_mean"] = True
+  assert checkpoint_lib.config_differences(saved, current) == [
+      "ppo.squash_mean='<absent>' in the checkpoint vs True now"]
