@@ -17,6 +17,11 @@ Other variants: `--config=configs/ppo.py:<variant>` with <variant> one of
                            our arm's manipulation tasks (state observations, 100-150 step
                            episodes; docs/TASKS.md)
   cartpole_balance         dense reward, for checking that PPO itself learns
+  cartpole_swingup_sparse_gpu
+                           for a GPU: MuJoCo Playground's Brax PPO recipe for its DM Control
+                           tasks (2048 envs, 16 epochs x 32 minibatches, discount 0.995, entropy
+                           0.01, reward scale 10, constant lr 1e-3, policy 4x32, value 5x256,
+                           60M steps) in our PPO, with MIMEx; not yet run on a GPU (none lent)
   smoke                    a few seconds of everything, for tests and CI
 
 Override any field: `--config.intrinsic.kind=none --config.total_steps=5_000_000`.
@@ -44,7 +49,7 @@ _TASKS = {
 # Manipulation tasks (ReachSparse -> reach_sparse), with their own episode lengths.
 _TASKS.update({re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower(): name
                for name in manipulation.DEFAULT_EPISODE_LENGTH})
-VARIANTS = tuple(_TASKS) + ("smoke",)
+VARIANTS = tuple(_TASKS) + ("cartpole_swingup_sparse_gpu", "smoke")
 
 
 def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
@@ -55,7 +60,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.agent = "ppo"  # the learner: ppo (this file) | drq (configs/drq.py)
 
   config.env = config_dict.ConfigDict()
-  config.env.name = _TASKS.get(arg, "CartpoleBalanceSparse")
+  config.env.name = _TASKS.get(arg.removesuffix("_gpu"), "CartpoleBalanceSparse")
   # Modules imported before env.name is looked up, comma-separated: where your own tasks call
   # mimex_jax.envs.register (README, "Your own environment"). Evaluation imports them too.
   config.env.imports = ""
@@ -110,6 +115,30 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
 
   if arg == "cartpole_swingup_sparse":
     config.total_steps = 20_000_000
+  if arg == "cartpole_swingup_sparse_gpu":
+    # mujoco_playground.config.dm_control_suite_params.brax_ppo_config, in our terms: Brax
+    # unrolls 30 steps and splits 16 such rollouts of its 2048 envs into 32 minibatches; ours
+    # splits one 32-step rollout of the 2048 envs by time steps, the same 16 passes over it.
+    config.num_envs = 2048
+    config.total_steps = 60_000_000
+    config.eval_every = 20
+    config.checkpoint.every = 20
+    config.ppo.num_epochs = 16
+    config.ppo.num_minibatches = 32
+    config.ppo.discount = 0.995
+    config.ppo.entropy_coef = 0.01
+    config.ppo.reward_scale = 10.0
+    config.ppo.lr_schedule = "constant"
+    config.ppo.policy_hidden_sizes = (32, 32, 32, 32)
+    config.ppo.value_hidden_sizes = (256, 256, 256, 256, 256)
+    config.ppo.activation = "swish"
+    # The reference's MIMEx size: a GPU affords it.
+    config.intrinsic.embed_dim = 128
+    config.intrinsic.depth = 4
+    config.intrinsic.num_heads = 4
+    config.intrinsic.decoder_embed_dim = 64
+    config.intrinsic.decoder_num_heads = 2
+    config.intrinsic.train_fraction = 1.0
   if arg == "smoke":
     config.num_envs = 16
     config.unroll_length = 8
