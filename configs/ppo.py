@@ -103,6 +103,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.discount = 0.99
   config.ppo.gae_lambda = 0.95
   config.ppo.normalize_advantage = True
+  # Advantages are divided by max(their std, this floor): a batch without reward has advantages
+  # that are only value noise, and normalizing them to unit scale makes PPO fit noise.
+  config.ppo.advantage_std_floor = 0.0
   config.ppo.reward_scale = 1.0  # extrinsic reward multiplier
   config.ppo.init_std = 1.0  # learned, state-independent action std starts here
   config.ppo.squash_mean = False  # tanh on the policy mean, keeping it inside the action bounds

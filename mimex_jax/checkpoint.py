@@ -36,7 +36,8 @@ RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "ch
                   "distributed")  # the process count is checked on its own
 # Keys added after runs were saved, with the value that trains as the code did before the key
 # existed: a checkpoint without the key resumes when the current config holds that value.
-ADDED_KEYS = {"env.imports": "", "ppo.squash_mean": False, "ppo.min_std": 0.0}
+ADDED_KEYS = {"env.imports": "", "ppo.squash_mean": False, "ppo.min_std": 0.0,
+              "ppo.advantage_std_floor": 0.0}
 
 
 class CheckpointError(ConfigError):

@@ -21,6 +21,7 @@ RULES: List[Rule] = [
     ("ppo.gae_lambda", unit_interval, "a number in [0, 1]"),
     ("ppo.reward_scale", nonneg_number, "a number >= 0"),
     ("ppo.init_std", positive_number, "a number > 0"),
+    ("ppo.advantage_std_floor", nonneg_number, "a number >= 0"),
     ("ppo.squash_mean", boolean, "True or False"),
     ("ppo.min_std", nonneg_number, "a number >= 0, below ppo.init_std"),
     ("ppo.policy_hidden_sizes", sizes, "a tuple of integers >= 1"),

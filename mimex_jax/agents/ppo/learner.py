@@ -100,7 +100,7 @@ class PPO:
       value = self.value(params, minibatch.obs)
       return ppo_loss(policy_out, value, minibatch, config.clip_epsilon, config.value_clip,
                       config.value_coef, config.entropy_coef, config.normalize_advantage,
-                      axis_name)
+                      config.advantage_std_floor, axis_name)
 
     def sgd_step(carry, minibatch):
       params, opt_state = carry

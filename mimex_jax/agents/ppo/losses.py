@@ -50,7 +50,7 @@ class LossInputs(NamedTuple):
 
 def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: LossInputs,
              clip_epsilon: float, value_clip: bool, value_coef: float, entropy_coef: float,
-             normalize_advantage: bool = True,
+             normalize_advantage: bool = True, advantage_std_floor: float = 0.0,
              axis_name: Optional[str] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Clipped-surrogate PPO loss from the current policy's `(mean, log_std)` and value `[N]`."""
   action_mean, log_std = policy_out
@@ -62,7 +62,10 @@ def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: L
     # rounding when the mean is large, and PPO then stopped learning.
     mean = parallel.mean_across_devices(advantage.mean(), axis_name)
     std = jnp.sqrt(parallel.mean_across_devices(jnp.square(advantage - mean).mean(), axis_name))
-    advantage = (advantage - mean) / (std + 1e-8)
+    # The floor keeps advantages that are only value-fitting noise (no reward in the batch) from
+    # being blown up to unit scale: PPO fits that noise and narrows its std with nothing to gain
+    # (docs/RESULTS.md: with zero reward and entropy 0.01 the std fell from 1.0 to 0.42).
+    advantage = (advantage - mean) / (jnp.maximum(std, advantage_std_floor) + 1e-8)
   surrogate = jnp.minimum(ratio * advantage,
                           jnp.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantage)
   policy_loss = -surrogate.mean()
