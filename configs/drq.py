@@ -82,10 +82,12 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   config.eval_episodes = 8
 
   config.checkpoint = config_dict.ConfigDict()
-  config.checkpoint.every = 500  # updates; a checkpoint holds the replay buffer too
+  config.checkpoint.every = 500  # updates
   config.checkpoint.max_to_keep = 2
   config.checkpoint.keep_best = True
   config.checkpoint.async_save = True
+  # False leaves the replay buffer out (GBs at full size); a resume then refills it first.
+  config.checkpoint.include_replay = True
 
   config.replay = config_dict.ConfigDict()
   config.replay.capacity = 1_000_000  # transitions over all devices (reference 1M)

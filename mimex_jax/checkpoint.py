@@ -8,6 +8,10 @@ A checkpoint holds two items:
 - `meta` (JSON): the config, the host loop's bookkeeping (episode sums and metrics of the log
   window in progress) and the evaluation at that step, if any.
 
+A state with a replay buffer (DrQ's) may be saved without it (`include_replay=False`): its
+arrays are left out of `state` and `meta["replay_left_out"]` says so; a restore then starts the
+buffer from the template (empty).
+
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous checkpoints as they were. Saves run in a background thread from a
 host copy of the state, so the next (donating) update step can start at once.
@@ -30,6 +34,7 @@ from mimex_jax import parallel
 from mimex_jax.config_checks import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
+REPLAY_FIELD = "replay"  # the part of a train state a checkpoint may leave out (DrQ's buffer)
 # Keys that may change between a run and its resume: they say how long to train, how often to
 # log, evaluate and save, and how processes find each other, not what is trained.
 RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "checkpoint",
@@ -179,6 +184,17 @@ def _drop_empty(tree: Any) -> Any:
   return jax.tree.map(lambda x: None if np.size(x) == 0 else x, tree)
 
 
+def has_replay(state: Any) -> bool:
+  return getattr(state, REPLAY_FIELD, None) is not None
+
+
+def without_replay(state: Any) -> Any:
+  """`state` with every array of its replay buffer replaced by None: nothing is written for
+  them, and a restore target shaped so reads none."""
+  return state.replace(**{REPLAY_FIELD: jax.tree.map(lambda _: None,
+                                                     getattr(state, REPLAY_FIELD))})
+
+
 def _fill_empty(restored: Any, template: Any) -> Any:
   is_none = lambda x: x is None  # noqa: E731  (states may hold None fields of their own)
   template_leaves, treedef = jax.tree.flatten(template, is_leaf=is_none)
@@ -217,8 +233,12 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, update: int, state: Any, meta: Dict[str, Any],
-           eval_metrics: Optional[Dict[str, float]] = None) -> None:
-    """Saves the pmapped `state` after `update` updates; refuses a state with NaN or inf."""
+           eval_metrics: Optional[Dict[str, float]] = None, include_replay: bool = True) -> None:
+    """Saves the pmapped `state` after `update` updates; refuses a state with NaN or inf.
+    `include_replay=False` leaves its replay buffer (if it has one) out."""
+    leave_out = not include_replay and has_replay(state)
+    if leave_out:  # before the host copy: a buffer can be tens of GB
+      state = without_replay(state)
     host_state = jax.device_get(state)
     learned = ("params", "opt_state", "normalizer", "intrinsic")  # not env states or replay
     bad = first_non_finite(tuple(getattr(host_state, f, None) for f in learned), "state")
@@ -226,7 +246,7 @@ class Checkpointer:
       raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
     meta = {**meta, "update": int(update), "eval": eval_metrics,
             "num_devices": int(np.shape(host_state.update_step)[0]),
-            "num_processes": jax.process_count()}
+            "num_processes": jax.process_count(), "replay_left_out": leave_out}
     saved = _drop_empty(host_state)
     if jax.process_count() > 1:  # every process writes its own devices' rows of one array
       saved = parallel.to_global(saved)
@@ -324,7 +344,8 @@ class Checkpointer:
   def restore(self, template: Any, update: Optional[int] = None, log=None):
     """Restores `(update, host_state, meta)`.
 
-    `template` is a state of the right structure (e.g. the freshly initialized one). Without
+    `template` is a state of the right structure (e.g. the freshly initialized one); a replay
+    buffer the checkpoint left out (`meta["replay_left_out"]`) is the template's. Without
     `update`, the latest checkpoint that reads back completely is used; each damaged one on the
     way is reported through `log` and skipped. Unless `read_only`, a skipped one is also moved
     aside (`set_aside`): left in place, it would block the save of its update later in the run.
@@ -346,8 +367,11 @@ class Checkpointer:
         raise CheckpointError(f"no checkpoint for update {step} in {self.directory}; "
                               f"there are: {list(self.steps()) or 'none'}")
       try:
+        # Checkpoints saved before `replay_left_out` existed all hold their buffer.
+        left_out = self.read_meta(step).get("replay_left_out", False)
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+            state=ocp.args.StandardRestore(without_replay(target) if left_out else target),
+            meta=ocp.args.JsonRestore()))
         state = restored["state"]
         if jax.process_count() > 1:
           state = parallel.from_global(state)

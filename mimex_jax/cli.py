@@ -9,6 +9,7 @@ exit codes are `EXIT_CODES`.
 
 import importlib.util
 import os
+import re
 import sys
 import time
 from typing import Optional
@@ -58,6 +59,23 @@ def _config_file_problem(argv) -> Optional[str]:
   return None
 
 
+# How absl words a value its boolean parser refuses: `flag --config.a.b=maybe: ('Non-boolean
+# argument to boolean flag', 'maybe')`.
+_NOT_A_BOOLEAN = re.compile(r"flag --config\.([\w.]+)=(.*?): \('Non-boolean argument")
+
+
+def _flag_problem(error: flags.Error) -> str:
+  """One line for flags that did not parse; a config key said the way the config checks
+  say it (key, value, what is allowed)."""
+  lines = [line for line in str(error).splitlines() if line.strip()]
+  not_a_boolean = _NOT_A_BOOLEAN.match(lines[0])
+  if not_a_boolean:
+    key, value = not_a_boolean.groups()
+    return f"config key {key}={value!r} is invalid; allowed: True or False"
+  # A config file that raised carries a traceback; its last line says why.
+  return lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}"
+
+
 def _resume_hint(workdir: str, workdir_given: bool) -> str:
   """How to continue this run: the same command, plus its workdir when it was not given."""
   if workdir_given:
@@ -105,9 +123,7 @@ def run(argv=None) -> None:
     flags.FLAGS(argv)
     config = _CONFIG.value
   except flags.Error as e:
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    # A config file that raised carries a traceback; its last line says why.
-    _fail(lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}")
+    _fail(_flag_problem(e))
   except (AttributeError, KeyError):
     _fail(_unknown_override(argv))
   except OSError as e:  # a config file that could not be loaded

@@ -150,6 +150,11 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
     if is_main:
       print(f"resuming from {source.directory}/{start} (update {start} of {total_updates}, "
             f"env step {start * steps_per_update})", file=sys.stderr)
+    if is_main and meta.get("replay_left_out"):
+      print(f"the replay buffer was not saved in {source.directory}/{start} "
+            f"(checkpoint.include_replay=False): it starts empty, and learning resumes at "
+            f"update {start + fused.refill_updates()}, once it holds {fused.refill_frames} "
+            f"frames again (drq.learning_starts, at most a full buffer)", file=sys.stderr)
   if is_main:  # lines past the start belong to a run that did not save them (or a fresh start)
     metrics_lib.truncate_metrics(workdir, start * steps_per_update)
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -225,7 +230,8 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
           best_score = None if eval_metrics is None else {  # the best seed's evaluation
               k: max(v) for k, v in eval_metrics.items()}
           checkpointer.save(update, state, {"config": config_dict,
-                                            "log_window": window.dump()}, best_score)
+                                            "log_window": window.dump()}, best_score,
+                            include_replay=config.checkpoint.get("include_replay", True))
           last_checkpoint = f"{checkpointer.directory}/{update}"
         if preempted:
           break

@@ -76,7 +76,7 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.intrinsic.train_fraction=1.5", "intrinsic.train_fraction=1.5 is invalid"),
     ("--config.env.reset_pool=maybe", "env.reset_pool='maybe' is invalid"),
     ("--config.checkpoint.max_to_keep=0", "checkpoint.max_to_keep=0 is invalid"),
-    ("--config.distributed=3", "Non-boolean argument to boolean flag"),
+    ("--config.distributed=3", "config key distributed='3' is invalid; allowed: True or False"),
     ("--config.ppo.num_minibatches=3", "ppo.num_minibatches=3 does not divide unroll_length"),
     # No coordinator, no cluster JAX knows: one line naming the variables to set.
     ("--config.distributed=True", "set JAX_COORDINATOR_ADDRESS"),

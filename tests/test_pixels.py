@@ -3,6 +3,7 @@ images follow the state, and frame stacks restart with each episode."""
 
 import jax
 import jax.numpy as jnp
+import mujoco
 from mujoco import mjx
 import numpy as np
 import pytest
@@ -65,7 +66,30 @@ def test_images_follow_the_state(cartpole_pixels):
   assert same.dtype == jnp.uint8 and same.shape == (24, 32, 1)
   np.testing.assert_array_equal(same, again)
   assert int(jnp.sum(same != other)) > 10
-  assert len(np.unique(np.asarray(same))) >= 3  # sky, floor and cartpole, not a flat image
+  # Lit surfaces shade with the angle between their normal and the ray: gradients over the
+  # floor, cart and pole, not one flat tone per color (3 values with the normals all zero).
+  assert len(np.unique(np.asarray(same))) >= 20
+
+
+def test_surface_normals_are_unit_vectors_for_every_geom_type():
+  """Normals at points on each shape's surface (geom frame), geom types given as the renderer
+  gives them: an int32 JAX array, taken from the model."""
+  types = [mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_CAPSULE,
+           mujoco.mjtGeom.mjGEOM_CYLINDER, mujoco.mjtGeom.mjGEOM_ELLIPSOID,
+           mujoco.mjtGeom.mjGEOM_BOX]
+  size = np.array([0.5, 1.0, 2.0], np.float32)
+  points = np.array([[3.0, -2.0, 0.0],  # anywhere on the plane
+                     [0.3, 0.0, 0.4],  # radius 0.5
+                     [0.0, 0.5, 0.7],  # on the side of the capsule, inside its axis' length
+                     [0.0, -0.5, -0.2],
+                     [0.5, 0.0, 0.0],  # the end of the ellipsoid's x semi-axis
+                     [0.2, 1.0, 0.5]], np.float32)  # the box's +y face
+  expected = np.array([[0, 0, 1], [0.6, 0, 0.8], [0, 1, 0], [0, -1, 0], [1, 0, 0], [0, 1, 0]],
+                      np.float32)
+  geom_type = jnp.asarray(np.array([int(t) for t in types], np.int32))
+  normals = jax.jit(jax.vmap(pixels._local_normal))(
+      geom_type, jnp.asarray(np.tile(size, (len(types), 1))), jnp.asarray(points))
+  np.testing.assert_allclose(normals, expected, atol=1e-6)
 
 
 @pytest.mark.slow  # a renderer detail on one model (FingerTurnHard's target site)

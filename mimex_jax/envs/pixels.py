@@ -78,6 +78,14 @@ def _rgba(mj_model: mujoco.MjModel, rgba: np.ndarray, material_id: np.ndarray) -
   return rgba.astype(np.float32)
 
 
+# Geom types as plain ints: mujoco's enum members are not (mujoco 4.0), and a JAX array compared
+# with one is never equal to it. NumPy arrays compare with them correctly.
+_PLANE, _SPHERE, _CAPSULE, _CYLINDER, _ELLIPSOID, _BOX = (
+    int(t) for t in (mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_SPHERE,
+                     mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_CYLINDER,
+                     mujoco.mjtGeom.mjGEOM_ELLIPSOID, mujoco.mjtGeom.mjGEOM_BOX))
+
+
 def _local_normal(geom_type: jax.Array, size: jax.Array, point: jax.Array) -> jax.Array:
   """Outward surface normal at `point` (geom frame) of a geom of `geom_type` and `size`."""
   plane = jnp.array([0.0, 0.0, 1.0])
@@ -89,9 +97,9 @@ def _local_normal(geom_type: jax.Array, size: jax.Array, point: jax.Array) -> ja
   relative = jnp.abs(point) / jnp.maximum(size, 1e-6)
   box = jnp.where(jnp.arange(3) == jnp.argmax(relative), jnp.sign(point), 0.0)
   normal = jnp.select(
-      [geom_type == mujoco.mjtGeom.mjGEOM_PLANE, geom_type == mujoco.mjtGeom.mjGEOM_SPHERE,
-       (geom_type == mujoco.mjtGeom.mjGEOM_CAPSULE) | (geom_type == mujoco.mjtGeom.mjGEOM_CYLINDER),
-       geom_type == mujoco.mjtGeom.mjGEOM_ELLIPSOID, geom_type == mujoco.mjtGeom.mjGEOM_BOX],
+      [geom_type == _PLANE, geom_type == _SPHERE,
+       (geom_type == _CAPSULE) | (geom_type == _CYLINDER), geom_type == _ELLIPSOID,
+       geom_type == _BOX],
       [plane, sphere, capsule, ellipsoid, box], jnp.zeros(3))
   return normal / jnp.maximum(jnp.linalg.norm(normal), 1e-9)
 
@@ -200,7 +208,7 @@ class RayCamera:
     points = local_origins[nearest] + local_directions[jnp.arange(len(nearest)), nearest] * \
         jnp.where(jnp.isfinite(distance), distance, 0.0)[:, None]
     box_normal = jax.vmap(lambda p, size: _local_normal(
-        jnp.asarray(int(mujoco.mjtGeom.mjGEOM_BOX)), size, p))(points, self._site_size[nearest])
+        jnp.asarray(_BOX), size, p))(points, self._site_size[nearest])
     sphere_normal = points / jnp.maximum(jnp.linalg.norm(points, axis=-1, keepdims=True), 1e-9)
     normals = jnp.where(self._site_is_box[nearest][:, None], box_normal, sphere_normal)
     normals = jnp.einsum("pij,pj->pi", rotations[nearest], normals)

@@ -1,5 +1,5 @@
 """DrQ-v2's config keys: observations (`env.obs_type`, `env.pixels`), `env_steps`,
-`updates_per_step`, `replay` and the `drq` block."""
+`updates_per_step`, `replay`, `checkpoint.include_replay` and the `drq` block."""
 
 from typing import Any, List
 
@@ -22,6 +22,7 @@ RULES: List[Rule] = [
     ("env_steps", positive_int, "an integer >= 1 (env steps per env per update)"),
     ("updates_per_step", positive_int, "an integer >= 1"),
     ("replay.capacity", positive_int, "an integer >= 1 (transitions over all devices)"),
+    ("checkpoint.include_replay", boolean, "True or False"),
     ("drq.batch_size", positive_int, "an integer >= 1"),
     ("drq.learning_rate", positive_number, "a number > 0"),
     ("drq.feature_dim", positive_int, "an integer >= 1"),

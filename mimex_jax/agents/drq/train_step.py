@@ -91,6 +91,25 @@ class DrQFusedStep:
     (params,) = policy_args
     return self.drq.deterministic_action(params, obs)
 
+  @property
+  def frames_per_slot(self) -> int:
+    """Env frames (all devices, action repeats included) one buffer slot holds."""
+    return self.frames_per_update // self.env_steps
+
+  @property
+  def refill_frames(self) -> int:
+    """Frames the buffer must hold before updates run: `learning_starts`, or all it can hold.
+    A fresh run meets this whenever it has taken `learning_starts` frames; a run resumed from
+    a checkpoint saved without its buffer waits here until the buffer is refilled."""
+    return min(self.learning_starts, self.buffer.num_slots * self.frames_per_slot)
+
+  def refill_updates(self) -> int:
+    """Updates an empty buffer takes to allow learning again (`refill_frames`, and enough
+    slots for one sample's look-back and look-ahead); the last of them learns."""
+    slots = max(-(-self.refill_frames // self.frames_per_slot),
+                self.buffer.lookback + self.buffer.lookahead + 1)
+    return -(-slots // self.env_steps)
+
   def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
     return bonus_weight(self.k_expl, self.anneal_k_expl, update_step, self.total_updates)
 
@@ -177,7 +196,8 @@ class DrQFusedStep:
     # Before learning starts the updates run anyway and their results are dropped: a `lax.cond`
     # around them would cost more than it saves, since XLA's CPU backend runs convolutions
     # inside a conditional about 11x slower (as inside a loop, see `unroll_loops`).
-    ready = self.buffer.can_sample(replay) & (frames >= self.learning_starts)
+    ready = (self.buffer.can_sample(replay) & (frames >= self.learning_starts)
+             & (replay.count * self.frames_per_slot >= self.refill_frames))
     learned, learner_metrics = self._learn(state, replay, learn_key, std)
     params, opt_state, intrinsic_state = jax.tree.map(
         lambda new, old: jnp.where(ready, new, old), learned,
