@@ -35,6 +35,11 @@ STAGES = (
 NOT_SAVED = "the replay buffer was not saved in"
 
 
+# The staged run costs about 1.5 min of compiles (four CLI trainings); the fast suite keeps the
+# key's checks (below) and the DrQ resume with the buffer (tests/test_drq.py).
+_STAGED = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def staged_run(repo_root, tmp_path_factory):
   """`(workdir, {updates: CompletedProcess})` of the stages, run one after the other."""
@@ -63,6 +68,7 @@ def _learning_by_update(workdir):
   return {r["step"] // FRAMES_PER_UPDATE: r["learning"] for r in read_metrics(workdir)}
 
 
+@_STAGED
 def test_checkpoints_without_replay_store_no_replay_arrays(staged_run):
   workdir, _ = staged_run
   for update in (4, 8, 12, 16, 28):
@@ -80,6 +86,7 @@ def test_checkpoints_without_replay_store_no_replay_arrays(staged_run):
   assert stored["without"] == stored["with"] - buffer_bytes
 
 
+@_STAGED
 def test_resume_without_replay_says_so_and_refills_before_learning(staged_run):
   workdir, results = staged_run
   assert NOT_SAVED not in results[8].stderr  # a fresh start
@@ -96,6 +103,7 @@ def test_resume_without_replay_says_so_and_refills_before_learning(staged_run):
   assert rows[9]["replay_transitions"] == 4  # one update's steps of the 4 envs
 
 
+@_STAGED
 def test_include_replay_may_change_on_resume(staged_run):
   workdir, results = staged_run
   # Saved without, resumed saving it: the buffer starts empty all the same, then is saved.
