@@ -110,3 +110,27 @@ def test_policy_head_keeps_mean_inside_bounds_and_std_above_floor():
   # Starts at init_std whatever the floor.
   fresh = bounded.init(jax.random.PRNGKey(1), obs)
   np.testing.assert_allclose(jnp.exp(bounded.apply(fresh, obs)[1]), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0])
+def test_advantage_floor_damps_only_advantages_below_it(scale):
+  # Advantages that are value noise (scale 1e-4) or real signal (scale 1); the policy has not
+  # moved, so every ratio is 1 and the policy loss is -mean(normalized advantage * ratio).
+  rng = np.random.default_rng(0)
+  advantage = jnp.asarray(scale * rng.normal(size=256), jnp.float32)
+  action = jnp.asarray(rng.normal(size=(256, 1)), jnp.float32)
+  log_std = jnp.zeros((256, 1))
+  batch = LossInputs(obs=jnp.zeros((256, 1)), action=action,
+                     log_prob=gaussian_log_prob(action, jnp.zeros((256, 1)), log_std),
+                     value=jnp.zeros(256), advantage=advantage, value_target=jnp.zeros(256))
+
+  def mean_gradient(floor):
+    loss = lambda mean: ppo_loss((mean, log_std), jnp.zeros(256), batch, 0.2, False, 0.5, 0.0,
+                                 normalize_advantage=True, advantage_std_floor=floor)[0]
+    return jax.grad(loss)(jnp.zeros((256, 1)))
+
+  unfloored, floored = mean_gradient(0.0), mean_gradient(0.01)
+  ratio = float(jnp.linalg.norm(floored) / jnp.linalg.norm(unfloored))
+  spread = float(np.std(np.asarray(advantage)))
+  # Noise is scaled down by its spread over the floor; signal above the floor is untouched.
+  np.testing.assert_allclose(ratio, min(1.0, spread / 0.01), rtol=1e-3)
