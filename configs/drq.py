@@ -102,7 +102,8 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   config.drq.discount = 0.99
   config.drq.n_step = 1  # reference 1 (DrQ-v2's own default is 3)
   config.drq.tau = 0.01  # Polyak rate of the target critic
-  config.drq.std_initial = 1.0  # exploration std, linear over std_duration frames
+  # Exploration std, linear over std_duration frames (frames, not DrQ-v2's agent steps).
+  config.drq.std_initial = 1.0
   config.drq.std_final = 0.1
   config.drq.std_duration = 500_000
   config.drq.std_clip = 0.3  # noise clip of target and actor-update actions

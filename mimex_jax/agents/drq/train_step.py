@@ -36,8 +36,9 @@ class DrQTrainState:
 
 class DrQFusedStep:
   """`num_envs` of `env` and `batch_size` are per device. Frame counts (`random_frames`,
-  `learning_starts`, `std_duration`) are env frames over all devices, action repeats included,
-  as DrQ-v2 counts them."""
+  `learning_starts`, `std_duration`) are env frames over all devices, action repeats included.
+  DrQ-v2's code counts agent steps in its schedules instead (its `linear(1.0, 0.1, 500000)` at
+  action repeat 2 lasts 1M frames), so ours are half as long for the same numbers."""
 
   POLICY_FIELDS = ("params",)  # what `deterministic_policy` needs of a train state
 
