@@ -110,6 +110,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.init_std = 1.0  # learned, state-independent action std starts here
   config.ppo.squash_mean = False  # tanh on the policy mean, keeping it inside the action bounds
   config.ppo.min_std = 0.0  # floor under the action std (std = min_std + exp(param))
+  config.ppo.max_std = 0.0  # > 0: the std stays between min_std and this (a sigmoid); 0: unbounded
   config.ppo.policy_hidden_sizes = (64, 64)  # reference: (256, 128, 64)
   config.ppo.value_hidden_sizes = (64, 64)
   config.ppo.activation = "elu"

@@ -134,3 +134,15 @@ def test_advantage_floor_damps_only_advantages_below_it(scale):
   spread = float(np.std(np.asarray(advantage)))
   # Noise is scaled down by its spread over the floor; signal above the floor is untouched.
   np.testing.assert_allclose(ratio, min(1.0, spread / 0.01), rtol=1e-3)
+
+
+def test_bounded_std_starts_at_init_std_and_stays_between_its_bounds():
+  from mimex_jax.networks.mlp import GaussianPolicy
+  obs = jnp.zeros((4, 3))
+  policy = GaussianPolicy((8,), 2, init_std=1.0, min_std=0.1, max_std=1.5)
+  params = policy.init(jax.random.PRNGKey(0), obs)
+  np.testing.assert_allclose(jnp.exp(policy.apply(params, obs)[1]), 1.0, rtol=1e-5)
+  for value, expected in ((60.0, 1.5), (-60.0, 0.1)):  # the parameter pushed far either way
+    moved = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.full_like(x, value) if "log_std" in str(path) else x, params)
+    np.testing.assert_allclose(jnp.exp(policy.apply(moved, obs)[1]), expected, rtol=1e-5)

@@ -36,6 +36,10 @@ class GaussianPolicy(nn.Module):
   mean can drift beyond them, where the clipped action no longer depends on it and the gradient
   cannot bring it back (on CartpoleSwingupSparse 30-100% of means ended outside, docs/RESULTS.md).
   `min_std` is a floor under the std (std = min_std + exp(param)), so it cannot collapse.
+  `max_std` > 0 bounds it from above as well (std = min_std + (max_std - min_std) * sigmoid(param)):
+  samples are clipped to [-1, 1], so a std beyond about 1 no longer changes the actions, while
+  an entropy bonus on the unclipped Gaussian keeps rewarding its growth (it reached 6 in a
+  CartpoleSwingupSparse run and the policy lost the balance it had found, docs/RESULTS.md).
   """
   hidden_sizes: Sequence[int]
   action_size: int
@@ -43,12 +47,19 @@ class GaussianPolicy(nn.Module):
   init_std: float = 1.0
   squash_mean: bool = False
   min_std: float = 0.0
+  max_std: float = 0.0  # 0: no upper bound
 
   @nn.compact
   def __call__(self, obs: jax.Array):
     mean = MLP(self.hidden_sizes, self.action_size, self.activation, output_scale=0.01)(obs)
     if self.squash_mean:
       mean = jnp.tanh(mean)
+    if self.max_std > 0:
+      share = (self.init_std - self.min_std) / (self.max_std - self.min_std)
+      initial = np.log(share / (1.0 - share))  # the logit: sigmoid(initial) = share
+      param = self.param("log_std", nn.initializers.constant(initial), (self.action_size,))
+      std = self.min_std + (self.max_std - self.min_std) * jax.nn.sigmoid(param)
+      return mean, jnp.broadcast_to(jnp.log(std), mean.shape)
     # The parameter is log(std - min_std); with no floor it is log(std) itself, as before.
     initial = np.log(max(self.init_std - self.min_std, 1e-6))
     log_std = self.param("log_std", nn.initializers.constant(initial), (self.action_size,))

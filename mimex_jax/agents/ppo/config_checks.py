@@ -24,6 +24,7 @@ RULES: List[Rule] = [
     ("ppo.advantage_std_floor", nonneg_number, "a number >= 0"),
     ("ppo.squash_mean", boolean, "True or False"),
     ("ppo.min_std", nonneg_number, "a number >= 0, below ppo.init_std"),
+    ("ppo.max_std", nonneg_number, "a number >= 0 (0: no bound), above ppo.init_std"),
     ("ppo.policy_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.value_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
@@ -39,6 +40,11 @@ def check(config: Any, device_count: int) -> None:
         f"config key ppo.min_std={config.ppo.min_std} is not below ppo.init_std="
         f"{config.ppo.init_std}: the std starts at init_std and never falls under min_std; "
         f"use a smaller min_std")
+  if config.ppo.max_std and config.ppo.max_std <= config.ppo.init_std:
+    raise ConfigError(
+        f"config key ppo.max_std={config.ppo.max_std} is not above ppo.init_std="
+        f"{config.ppo.init_std}: the std starts at init_std and stays under max_std; use a "
+        f"larger max_std, or 0 for no bound")
   # A minibatch is every env at unroll_length / num_minibatches of the time steps.
   if config.unroll_length % config.ppo.num_minibatches:
     raise ConfigError(

@@ -39,7 +39,7 @@ class PPO:
     activation = ACTIVATIONS[config.activation]
     self.policy = GaussianPolicy(tuple(config.policy_hidden_sizes), action_size, activation,
                                  init_std=config.init_std, squash_mean=config.squash_mean,
-                                 min_std=config.min_std)
+                                 min_std=config.min_std, max_std=config.max_std)
     self.value_fn = MLP(tuple(config.value_hidden_sizes), 1, activation)
     self.obs_size = obs_size
     optimizer_steps = max(1, total_updates * config.num_epochs * config.num_minibatches)
