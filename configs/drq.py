@@ -119,15 +119,9 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   # frames before embedding it, as the reference does; False embeds the frames unshifted.
   config.drq.augment_intrinsic = True
 
-  config.intrinsic = intrinsic_config.default_config()
-  # The reference's MIMEx on DMC: exploration length 5, mask ratio 0.7, 128-wide, 4 blocks of 4
-  # heads, decoder 64 wide with 2 heads, trained on every sampled sequence.
-  config.intrinsic.embed_dim = 128
-  config.intrinsic.depth = 4
-  config.intrinsic.num_heads = 4
-  config.intrinsic.decoder_embed_dim = 64
-  config.intrinsic.decoder_num_heads = 2
-  config.intrinsic.train_fraction = 1.0
+  # The reference's MIMEx on DMC: exploration length 5, mask ratio 0.7 (the defaults) at the
+  # reference's size.
+  config.intrinsic = intrinsic_config.use_reference_size(intrinsic_config.default_config())
 
   if arg == "reach_sparse":
     config.env.episode_length = 100

@@ -136,13 +136,7 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
     config.ppo.policy_hidden_sizes = (32, 32, 32, 32)
     config.ppo.value_hidden_sizes = (256, 256, 256, 256, 256)
     config.ppo.activation = "swish"
-    # The reference's MIMEx size: a GPU affords it.
-    config.intrinsic.embed_dim = 128
-    config.intrinsic.depth = 4
-    config.intrinsic.num_heads = 4
-    config.intrinsic.decoder_embed_dim = 64
-    config.intrinsic.decoder_num_heads = 2
-    config.intrinsic.train_fraction = 1.0
+    intrinsic_config.use_reference_size(config.intrinsic)
   if arg == "smoke":
     config.num_envs = 16
     config.unroll_length = 8

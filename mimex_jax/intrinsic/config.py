@@ -53,3 +53,15 @@ def default_config() -> config_dict.ConfigDict:
   block.icm.hidden_size = 256  # inverse and forward models
   block.icm.learning_rate = 1e-3
   return block
+
+
+def use_reference_size(block: config_dict.ConfigDict) -> config_dict.ConfigDict:
+  """Sets the MIMEx reference's model size on an `intrinsic` block: 128 wide, 4 encoder blocks
+  of 4 heads, a decoder 64 wide with 2 heads, trained on every sequence (a GPU affords it)."""
+  block.embed_dim = 128
+  block.depth = 4
+  block.num_heads = 4
+  block.decoder_embed_dim = 64
+  block.decoder_num_heads = 2
+  block.train_fraction = 1.0
+  return block
