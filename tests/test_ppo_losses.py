@@ -146,3 +146,22 @@ def test_bounded_std_starts_at_init_std_and_stays_between_its_bounds():
     moved = jax.tree_util.tree_map_with_path(
         lambda path, x: jnp.full_like(x, value) if "log_std" in str(path) else x, params)
     np.testing.assert_allclose(jnp.exp(policy.apply(moved, obs)[1]), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("min_std", 1.0, r"^config key ppo.min_std=1.0 is not below ppo.init_std=1.0"),
+    ("max_std", 0.5, r"^config key ppo.max_std=0.5 is not above ppo.init_std=1.0"),
+    ("advantage_std_floor", -0.01, r"^config key ppo.advantage_std_floor=-0.01 is invalid"),
+    ("squash_mean", "yes", r"^config key ppo.squash_mean='yes' is invalid; allowed: True or False"),
+])
+def test_std_and_advantage_keys_are_checked(repo_root, key, value, message):
+  import sys
+  sys.path.insert(0, repo_root)
+  from configs import ppo as ppo_configs
+  from mimex_jax.agents import check
+  from mimex_jax.config_checks import ConfigError
+  config = ppo_configs.get_config("smoke")
+  check(config, 1)
+  config.ppo = {**config.ppo.to_dict(), key: value}
+  with pytest.raises(ConfigError, match=message):
+    check(config, 1)
