@@ -28,6 +28,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("none", "mimex", "rnd", "icm")
 
 
+def _command(task, method, workdir, args, overrides, first_seed, num_seeds):
+  """The `mimex_jax.train` command line of one run."""
+  command = [sys.executable, "-m", "mimex_jax.train",
+             f"--config=configs/{args.learner}.py:{task}", f"--workdir={workdir}",
+             f"--config.intrinsic.kind={method}", f"--config.seed={first_seed}",
+             f"--config.num_seeds={num_seeds}", f"--config.total_steps={args.task_steps[task]}",
+             "--config.checkpoint.every=100"]
+  # Unset: the variant's own (DrQ's are sized per variant; its steps count frames).
+  command += [f"--config.{key}={getattr(args, key)}" for key in ("num_envs", "eval_every",
+                                                                  "log_every")
+              if getattr(args, key) is not None]
+  command += [f"--config.{o}" for o in overrides]
+  return command
+
+
 def _run(task, method, label, args, overrides, first_seed, num_seeds):
   workdir = os.path.join(args.out, task, label if num_seeds == args.seeds else
                          f"{label}_seeds_{first_seed}-{first_seed + num_seeds - 1}")
@@ -35,13 +50,7 @@ def _run(task, method, label, args, overrides, first_seed, num_seeds):
   if os.path.exists(timing):  # finished in an earlier call of this script
     with open(timing) as f:
       return workdir, json.load(f)["wall_seconds"]
-  command = [sys.executable, "-m", "mimex_jax.train", f"--config=configs/ppo.py:{task}",
-             f"--workdir={workdir}", f"--config.intrinsic.kind={method}",
-             f"--config.seed={first_seed}", f"--config.num_seeds={num_seeds}",
-             f"--config.total_steps={args.task_steps[task]}",
-             f"--config.num_envs={args.num_envs}", f"--config.eval_every={args.eval_every}",
-             f"--config.log_every={args.log_every}", "--config.checkpoint.every=100"]
-  command += [f"--config.{o}" for o in overrides]
+  command = _command(task, method, workdir, args, overrides, first_seed, num_seeds)
   start = time.time()
   print(f"[{time.strftime('%H:%M:%S')}] {task} / {label}: {' '.join(command[3:])}", flush=True)
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -143,10 +152,15 @@ def _table(results, seeds, task_steps):
       reached = [h for h in hits if h is not None]
       # A seed that never reached counts as beyond the budget in the median.
       median = np.median([np.inf if h is None else h for h in hits])
-      median = "-" if not np.isfinite(median) else f"{median / 1e6:.1f}M"
-      per_seed = ", ".join("-" if h is None else f"{h / 1e6:.1f}M" for h in hits)
+      median = "-" if not np.isfinite(median) else _steps(median)
+      per_seed = ", ".join("-" if h is None else _steps(h) for h in hits)
       lines.append(f"| {task} | {method} | {len(reached)}/{len(hits)} | {median} | {per_seed} |")
   return "\n".join(lines) + "\n"
+
+
+def _steps(count):
+  """1.2M, or 250.0k under a million (DrQ's budgets are frames, hundreds of thousands)."""
+  return f"{count / 1e6:.1f}M" if count >= 1e6 else f"{count / 1e3:.1f}k"
 
 
 def _threshold(results):
@@ -185,15 +199,21 @@ def _plot(results, path):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--learner", choices=("ppo", "drq"), default="ppo",
+                      help="configs/<learner>.py holds the task variants (DrQ's steps are "
+                           "frames: env steps times action repeat)")
   parser.add_argument("--tasks", default="cartpole_swingup_sparse,acrobot_swingup_sparse",
-                      help="configs/ppo.py variants, comma-separated; TASK:STEPS sets a task's "
-                           "own budget")
+                      help="variants of configs/<learner>.py, comma-separated; TASK:STEPS sets "
+                           "a task's own budget")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--steps", type=int, default=2_000_000, help="env steps per seed")
-  parser.add_argument("--num_envs", type=int, default=256)
-  parser.add_argument("--eval_every", type=int, default=25)
-  parser.add_argument("--log_every", type=int, default=5)
+  parser.add_argument("--num_envs", type=int, default=None,
+                      help="default: 256 for PPO, the variant's own for DrQ")
+  parser.add_argument("--eval_every", type=int, default=None,
+                      help="updates between evaluations; default: 25 for PPO, the variant's own")
+  parser.add_argument("--log_every", type=int, default=None,
+                      help="updates between log lines; default: 5 for PPO, the variant's own")
   parser.add_argument("--k_expl", default="",
                       help="comma-separated k_expl values tried for every bonus (one run each, "
                            "labelled METHOD@k=VALUE); empty: the config's own")
@@ -207,6 +227,10 @@ def main():
   parser.add_argument("--out", default=os.path.join(REPO, "experiments", "results", "compare"))
   args = parser.parse_args()
   args.out = os.path.abspath(args.out)
+  if args.learner == "ppo":  # the settings of the PPO comparisons in docs/RESULTS.md
+    for key, value in (("num_envs", 256), ("eval_every", 25), ("log_every", 5)):
+      if getattr(args, key) is None:
+        setattr(args, key, value)
   tasks = [item.split(":")[0] for item in args.tasks.split(",")]
   args.task_steps = {item.split(":")[0]: int(item.split(":")[1]) if ":" in item else args.steps
                      for item in args.tasks.split(",")}

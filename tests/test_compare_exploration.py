@@ -38,7 +38,7 @@ def test_steps_to_threshold_per_seed_and_not_reached(tmp_path):
   assert summary["steps_to_threshold"] == [200, None]
   assert summary["final_eval_return"] == [590.0, 599.0]
   table = compare._table({"task": {"mimex@k=0.05": summary}}, 2, {"task": 300})
-  assert "| task | mimex@k=0.05 | 1/2 | - | 0.0M, - |" in table  # median counts "-" as beyond
+  assert "| task | mimex@k=0.05 | 1/2 | - | 0.2k, - |" in table  # median counts "-" as beyond
 
 
 def test_split_runs_are_joined_seed_by_seed(tmp_path):
@@ -48,3 +48,23 @@ def test_split_runs_are_joined_seed_by_seed(tmp_path):
   summary = compare._summarize([(str(tmp_path / "first"), 2), (str(tmp_path / "second"), 2)], 4,
                                1.0, 600.0)
   assert summary["steps_to_threshold"] == [100, None, None, 100]
+
+
+def test_steps_read_in_millions_or_thousands():
+  compare = _module()
+  assert compare._steps(12_300_000) == "12.3M"
+  assert compare._steps(250_000) == "250.0k"
+
+
+def test_drq_runs_use_its_config_and_the_variant_sizes():
+  compare = _module()
+  args = compare.argparse.Namespace(learner="drq", task_steps={"task": 200_000}, num_envs=None,
+                                    eval_every=None, log_every=None)
+  command = compare._command("task", "rnd", "/w", args, ["intrinsic.k_expl=0.01"], 2, 1)
+  assert "--config=configs/drq.py:task" in command
+  assert "--config.total_steps=200000" in command and "--config.seed=2" in command
+  assert not any(part.startswith(("--config.num_envs", "--config.eval_every"))
+                 for part in command)
+  assert command[-1] == "--config.intrinsic.k_expl=0.01"
+  args.learner, args.num_envs = "ppo", 256
+  assert "--config.num_envs=256" in compare._command("task", "none", "/w", args, [], 0, 5)
