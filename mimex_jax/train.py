@@ -137,7 +137,7 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
   # ---------------------------------------------------------------- model and step
   env, fused, steps_per_update, total_updates = agents.build(config)
-  vmappable = renders_any_batch(env)
+  vmappable = seeds_vmappable(config, env, jax.default_backend())
   seed_keys, state, step_fn, step_keys = seeded_training(config, fused, vmappable)
 
   # ---------------------------------------------------------------- restore
@@ -251,6 +251,17 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
 
 
 # ------------------------------------------------------------------------------ helpers
+def seeds_vmappable(config: Any, env, platform: str) -> bool:
+  """Whether `config.num_seeds` seeds share one vmapped program; if not they run one by one in
+  it (`over_seeds`), still compiled once. Not with a renderer that draws a fixed batch (warp
+  pixels), and not DrQ on CPU: vmapped seeds make its convolutions grouped ones (about 10x
+  slower on XLA's CPU backend), and two pixel seeds, or five state seeds with MIMEx, stopped
+  advancing at 0% CPU before their first update (jax 0.10.2, 2 cores)."""
+  if not renders_any_batch(env):
+    return False
+  return not (config.get("agent", "ppo") == "drq" and platform == "cpu")
+
+
 def renders_any_batch(env) -> bool:
   """False for an env whose renderer draws a fixed number of worlds (warp pixels): it runs
   under the vmap over its own envs, and a second vmap (over seeds) would widen that batch."""

@@ -68,3 +68,33 @@ def test_cli_trains_two_seeds_and_logs_each(repo_root, tmp_path):
   assert abs(last["episode_return"] - sum(returns) / 2) < 1e-9  # the logged value is the mean
   assert len(last["per_seed"]["eval_return"]) == 2
   assert (workdir / "learning_curve.png").stat().st_size > 10_000
+
+
+def test_drq_seeds_run_one_by_one_on_cpu_and_vmapped_elsewhere():
+  from types import SimpleNamespace
+  from ml_collections import config_dict
+  from mimex_jax.train import seeds_vmappable
+  any_batch = SimpleNamespace(backend=SimpleNamespace())
+  fixed_batch = SimpleNamespace(backend=SimpleNamespace(fixed_batch=8))  # warp pixels
+  drq = config_dict.ConfigDict({"agent": "drq"})
+  ppo = config_dict.ConfigDict({"agent": "ppo"})
+  assert not seeds_vmappable(drq, any_batch, "cpu")  # grouped convolutions, stalls
+  assert seeds_vmappable(drq, any_batch, "gpu")
+  assert seeds_vmappable(ppo, any_batch, "cpu")
+  assert not seeds_vmappable(ppo, fixed_batch, "gpu")
+
+
+@pytest.mark.slow  # about 2 min on 2 cores: DrQ's smoke run compiles its own program
+def test_cli_trains_two_drq_seeds_on_cpu(repo_root, tmp_path):
+  import json
+  import subprocess
+  import sys
+  from conftest import ENV
+  workdir = tmp_path / "drq_seeds"
+  result = subprocess.run(
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/drq.py:smoke",
+       f"--workdir={workdir}", "--config.num_seeds=2"],
+      cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+  assert last["step"] == 192 and len(last["per_seed"]["eval_return"]) == 2
