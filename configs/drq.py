@@ -55,6 +55,26 @@ _TASKS = {
 VARIANTS = tuple(_TASKS)
 
 
+def _cpu_cadence(config: config_dict.ConfigDict) -> None:
+  """Log, evaluation and checkpoint intervals (updates) for the short CPU-sized runs."""
+  config.log_every = 20
+  config.eval_every = 100
+  config.checkpoint.every = 100
+
+
+def _state_learner_on_cpu(config: config_dict.ConfigDict) -> None:
+  """DrQ from states sized for 2 CPU cores: 16 envs x 2 steps and 8 updates of batch 256 per
+  fused step (one update per 4 agent steps), hidden 256, DrQ-v2's n-step 3."""
+  config.env.obs_type = "state"
+  config.num_envs = 16
+  config.env_steps = 2
+  config.updates_per_step = 8
+  _cpu_cadence(config)
+  config.drq.batch_size = 256
+  config.drq.hidden_dim = 256
+  config.drq.n_step = 3
+
+
 def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   arg = arg or "cartpole_swingup_sparse"
   if arg not in VARIANTS:
@@ -142,19 +162,10 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     config.env.pixels.camera = "front"
     config.total_steps = 2_000_000
   if arg == "cartpole_balance_state":
-    config.env.obs_type = "state"
+    _state_learner_on_cpu(config)
     config.env.episode_length = 250
-    config.num_envs = 16
-    config.env_steps = 2
-    config.updates_per_step = 8
     config.total_steps = 60_000
-    config.log_every = 20
-    config.eval_every = 100
-    config.checkpoint.every = 100
     config.replay.capacity = 100_000
-    config.drq.batch_size = 256
-    config.drq.hidden_dim = 256
-    config.drq.n_step = 3
     config.drq.std_duration = 30_000
     config.drq.random_frames = 2000
     config.drq.learning_starts = 2000
@@ -170,9 +181,7 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     config.num_envs = 8
     config.updates_per_step = 8
     config.total_steps = 48_000
-    config.log_every = 20
-    config.eval_every = 100
-    config.checkpoint.every = 100
+    _cpu_cadence(config)
     config.replay.capacity = 48_000
     config.drq.batch_size = 128
     config.drq.hidden_dim = 256
@@ -186,18 +195,9 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     # The state learner of cartpole_balance_state on the sparse task, at DrQ-v2's n-step 3 (the
     # reference's 1 propagates a sparse reward a third as far per update). The bonus keeps the
     # CPU-default MIMEx size: from 5-dim states the reference's 128-wide model is not needed.
-    config.env.obs_type = "state"
-    config.num_envs = 16
-    config.env_steps = 2
-    config.updates_per_step = 8
+    _state_learner_on_cpu(config)
     config.total_steps = 150_000  # frames: what 15 runs (3 methods x 5 seeds) fit in an hour
-    config.log_every = 20
-    config.eval_every = 100
-    config.checkpoint.every = 100
     config.replay.capacity = 150_000
-    config.drq.batch_size = 256
-    config.drq.hidden_dim = 256
-    config.drq.n_step = 3
     config.drq.std_duration = 100_000
     config.drq.random_frames = 4000
     config.drq.learning_starts = 4000
