@@ -29,6 +29,9 @@ Variants (`--config=configs/drq.py:<variant>`):
                            steps (200k frames), 1000-frame episodes (eval maximum 1000, as
                            DrQ-v2's curves: about 740 by 40k frames, 960 by 60k); 200k frames.
                            Not yet run (no GPU lent so far)
+  cartpole_swingup_sparse_pixels_cpu
+                           cartpole_balance_pixels's learner on the sparse task with the
+                           CPU-default MIMEx: a short pixel MIMEx learning curve on 2 cores
   smoke                    tiny pixels and networks: a few seconds of everything, for tests
 
 Hyperparameters are the MIMEx reference's DrQ-v2 settings (../shared/reference/MIMEX.md): batch
@@ -50,6 +53,7 @@ _TASKS = {
     "cartpole_balance_pixels": "CartpoleBalance",
     "cartpole_swingup_sparse_state": "CartpoleSwingupSparse",
     "cartpole_balance_pixels_gpu": "CartpoleBalance",
+    "cartpole_swingup_sparse_pixels_cpu": "CartpoleSwingupSparse",
     "smoke": "CartpoleSwingupSparse",
 }
 VARIANTS = tuple(_TASKS)
@@ -172,7 +176,7 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     config.intrinsic.kind = "none"
     config.intrinsic.embed_dim = 32
     config.intrinsic.depth = 1
-  if arg == "cartpole_balance_pixels":
+  if arg in ("cartpole_balance_pixels", "cartpole_swingup_sparse_pixels_cpu"):
     config.env.episode_length = 250
     config.env.pixels.height = 32
     config.env.pixels.width = 32
@@ -191,6 +195,11 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     config.drq.random_frames = 4000
     config.drq.learning_starts = 4000
     config.intrinsic.kind = "none"
+  if arg == "cartpole_swingup_sparse_pixels_cpu":
+    config.env.episode_length = 500  # DM Control's 1000 frames: an eval maximum of 1000
+    config.total_steps = 40_000
+    config.replay.capacity = 40_000
+    config.intrinsic = intrinsic_config.default_config()  # MIMEx at its CPU size
   if arg == "cartpole_swingup_sparse_state":
     # The state learner of cartpole_balance_state on the sparse task, at DrQ-v2's n-step 3 (the
     # reference's 1 propagates a sparse reward a third as far per update). The bonus keeps the
