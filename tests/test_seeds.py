@@ -70,21 +70,7 @@ def test_cli_trains_two_seeds_and_logs_each(repo_root, tmp_path):
   assert (workdir / "learning_curve.png").stat().st_size > 10_000
 
 
-def test_drq_seeds_run_one_by_one_on_cpu_and_vmapped_elsewhere():
-  from types import SimpleNamespace
-  from ml_collections import config_dict
-  from mimex_jax.train import seeds_vmappable
-  any_batch = SimpleNamespace(backend=SimpleNamespace())
-  fixed_batch = SimpleNamespace(backend=SimpleNamespace(fixed_batch=8))  # warp pixels
-  drq = config_dict.ConfigDict({"agent": "drq"})
-  ppo = config_dict.ConfigDict({"agent": "ppo"})
-  assert not seeds_vmappable(drq, any_batch, "cpu")  # grouped convolutions, stalls
-  assert seeds_vmappable(drq, any_batch, "gpu")
-  assert seeds_vmappable(ppo, any_batch, "cpu")
-  assert not seeds_vmappable(ppo, fixed_batch, "gpu")
-
-
-@pytest.mark.slow  # about 2 min on 2 cores: DrQ's smoke run compiles its own program
+# 7 min on 2 busy cores: DrQ's smoke run compiles, and runs two seeds one by one.
 def test_cli_trains_two_drq_seeds_on_cpu(repo_root, tmp_path):
   import json
   import subprocess
