@@ -131,8 +131,9 @@ def _mean_se(values):
 def _table(results, seeds, task_steps):
   budgets = ", ".join(f"{task} {steps:,}" for task, steps in task_steps.items())
   lines = [f"{seeds} seeds per cell; env steps per seed: {budgets}; mean +- standard error over "
-           "seeds. Eval: deterministic policy at the end (16 episodes a seed); train: training "
-           "episodes over the last tenth of the run.", "",
+           "seeds. Eval: the deterministic policy's last evaluation (eval_episodes a seed: 16 in "
+           "the PPO variants, 8 in DrQ's); train: training episodes over the last tenth of the "
+           "run.", "",
            "| task | method | eval success | eval return | train success | train return | "
            "steps/s (all seeds) | wall |", "|---|---|---:|---:|---:|---:|---:|---:|"]
   for task, methods in results.items():
