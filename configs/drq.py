@@ -15,9 +15,10 @@ Variants (`--config=configs/drq.py:<variant>`):
                            learner learns; measured on a 2-core CPU: training return 37 -> 490
                            of 500, deterministic eval 483-492 from 45k frames, 4 minutes
   cartpole_balance_pixels  32x32 pixels, batch 128, one update per 2 agent steps (DrQ-v2's
-                           rate): DrQ from pixels sized for a 2-core CPU; seed 0 measured: eval
-                           75 -> 239-260 of 500 by 45-48k frames, 25 min beside two other runs
-                           (docs/RESULTS.md); short of 400
+                           rate), 150k frames: DrQ from pixels sized for a 2-core CPU. Measured
+                           (docs/RESULTS.md, seeds 0-2): deterministic eval 75-150 -> first 400
+                           of 500 at 80k-118k frames, 402-449 at 150k, last five evals 377-441
+                           on average; about 41 min a seed alone
   cartpole_swingup_sparse_state
                            states, the paper's sparse task and bonus settings (k_expl 0.05, RND
                            0.01 via --config.intrinsic.k_expl, T 5, mask 0.7) with DrQ sized for
@@ -184,9 +185,9 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     # update per 2 agent steps (it was one per 4, with batch 64: eval stayed at 75).
     config.num_envs = 8
     config.updates_per_step = 8
-    config.total_steps = 48_000
+    config.total_steps = 150_000  # about 40 min alone on 2 cores (60-67 frames/s)
     _cpu_cadence(config)
-    config.replay.capacity = 48_000
+    config.replay.capacity = 60_000
     config.drq.batch_size = 128
     config.drq.hidden_dim = 256
     config.drq.n_step = 3
