@@ -83,6 +83,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.log_every = 10  # updates between log lines
   config.eval_every = 50  # updates between deterministic evaluations (0: only at the end)
   config.eval_episodes = 16
+  # Also evaluate the policy as it acts (sampled actions): eval_sampled_return and
+  # eval_sampled_success_rate beside the mean action's eval_return.
+  config.eval_sampled = True
 
   config.checkpoint = config_dict.ConfigDict()
   config.checkpoint.every = 50  # updates between checkpoints (0: only at the end or when stopped)

@@ -37,8 +37,8 @@ CHECKPOINT_DIR = "checkpoints"
 REPLAY_FIELD = "replay"  # the part of a train state a checkpoint may leave out (DrQ's buffer)
 # Keys that may change between a run and its resume: they say how long to train, how often to
 # log, evaluate and save, and how processes find each other, not what is trained.
-RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "checkpoint",
-                  "distributed")  # the process count is checked on its own
+RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "eval_sampled",
+                  "checkpoint", "distributed")  # the process count is checked on its own
 # Keys added after runs were saved, with the value that trains as the code did before the key
 # existed: a checkpoint without the key resumes when the current config holds that value.
 ADDED_KEYS = {"env.imports": "", "ppo.squash_mean": False, "ppo.min_std": 0.0,

@@ -26,10 +26,12 @@ from mimex_jax.envs import Env, VectorEnv, video
 
 
 def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Array],
-                        record_positions: bool = False) -> Callable[..., Dict[str, jax.Array]]:
+                        record_positions: bool = False,
+                        sampled: bool = False) -> Callable[..., Dict[str, jax.Array]]:
   """Returns a jitted `(policy_args, key) -> per-episode arrays` over `num_episodes` episodes.
 
-  `act(policy_args, obs)` maps a batch of raw observations to actions in [-1, 1]. Each env is run
+  `act(policy_args, obs)` maps a batch of raw observations to actions in [-1, 1]; with `sampled`
+  it is `act(policy_args, obs, key)`, a stochastic policy given a fresh key each step. Each env is run
   for exactly one episode (at most `env.episode_length` steps); stats are read at its first end.
   With `record_positions`, `positions` `[T + 1, num_episodes, nq]` holds the joint positions
   from the reset on (entries past an episode's `length` belong to the next episode).
@@ -37,9 +39,15 @@ def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Arra
   vector_env = VectorEnv(env, num_episodes)
 
   def run(policy_args, key: jax.Array) -> Dict[str, jax.Array]:
-    def step(carry, _):
+    reset_key, action_key = jax.random.split(key)
+
+    def step(carry, t):
       state, finished, ret, length, success = carry
-      state = vector_env.step(state, act(policy_args, state.obs))
+      if sampled:
+        action = act(policy_args, state.obs, jax.random.fold_in(action_key, t))
+      else:
+        action = act(policy_args, state.obs)
+      state = vector_env.step(state, action)
       first_end = (state.done > 0) & ~finished
       ret = jnp.where(first_end, state.completed.episode_return, ret)
       length = jnp.where(first_end, state.completed.length, length)
@@ -48,11 +56,13 @@ def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Arra
       return (state, finished | first_end, ret, length, success), positions
 
     zeros = jnp.zeros(num_episodes)
-    start = vector_env.reset(key)
+    # The deterministic runner resets from `key` itself, as it always has (recorded evaluations
+    # stay comparable); the sampled one splits it for its action noise.
+    start = vector_env.reset(reset_key if sampled else key)
     carry = (start, jnp.zeros(num_episodes, bool), zeros, jnp.zeros(num_episodes, jnp.int32),
              zeros)
-    (_, _, ret, length, success), positions = jax.lax.scan(step, carry, None,
-                                                           length=env.episode_length)
+    (_, _, ret, length, success), positions = jax.lax.scan(step, carry,
+                                                           jnp.arange(env.episode_length))
     result = {"return": ret, "length": length, "success": success}
     if record_positions:
       result["positions"] = jnp.concatenate([video.joint_positions(start.inner)[None], positions])
@@ -61,11 +71,12 @@ def make_episode_runner(env: Env, num_episodes: int, act: Callable[..., jax.Arra
   return jax.jit(run)
 
 
-def make_evaluator(env: Env, num_episodes: int,
-                   act: Callable[[jax.Array], jax.Array]) -> Callable[..., Dict[str, jax.Array]]:
+def make_evaluator(env: Env, num_episodes: int, act: Callable[..., jax.Array],
+                   sampled: bool = False) -> Callable[..., Dict[str, jax.Array]]:
   """Returns a jitted `(policy_args, key) -> means` (`eval_return`, `eval_length`,
-  `eval_success_rate`) over `num_episodes` parallel episodes."""
-  runner = make_episode_runner(env, num_episodes, act)
+  `eval_success_rate`) over `num_episodes` parallel episodes; `sampled` as in
+  `make_episode_runner`."""
+  runner = make_episode_runner(env, num_episodes, act, sampled=sampled)
 
   def evaluate(policy_args, key: jax.Array) -> Dict[str, jax.Array]:
     episodes = runner(policy_args, key)

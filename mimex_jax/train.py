@@ -163,6 +163,13 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
   evaluator = jax.jit(over_seeds(make_evaluator(env, config.eval_episodes,
                                                 fused.deterministic_policy),
                                  config.num_seeds, vmappable))
+  # The policy as it acts (sampled actions) beside its mean action: a policy can lean on its
+  # noise, and then only this one succeeds (issue 27).
+  sampled_evaluator = None
+  if config.get("eval_sampled", False) and hasattr(fused, "sampled_policy"):
+    sampled_evaluator = jax.jit(over_seeds(make_evaluator(env, config.eval_episodes,
+                                                          fused.sampled_policy, sampled=True),
+                                           config.num_seeds, vmappable))
 
   def evaluate(state, update):
     """`{name: [value per seed]}` of deterministic episodes."""
@@ -171,8 +178,13 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
     # on each of them, and Warp's renderer cannot be split that way at all: one device.
     policy_args = jax.device_put(policy_args, jax.local_devices()[0])
     keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 2), update))(seed_keys)
-    return {k: [float(x) for x in v] for k, v in jax.device_get(evaluator(policy_args,
-                                                                          keys)).items()}
+    result = {k: [float(x) for x in v] for k, v in jax.device_get(evaluator(policy_args,
+                                                                            keys)).items()}
+    if sampled_evaluator is not None:
+      sampled = jax.device_get(sampled_evaluator(policy_args, keys))
+      result["eval_sampled_return"] = [float(x) for x in sampled["eval_return"]]
+      result["eval_sampled_success_rate"] = [float(x) for x in sampled["eval_success_rate"]]
+    return result
 
   # ---------------------------------------------------------------- loop
   writer = metrics_lib.MetricsWriter(workdir, total_updates * steps_per_update,

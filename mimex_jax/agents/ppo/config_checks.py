@@ -8,6 +8,7 @@ from mimex_jax.networks.mlp import ACTIVATIONS
 
 RULES: List[Rule] = [
     ("unroll_length", positive_int, "an integer >= 1"),
+    ("eval_sampled", boolean, "True or False"),
     ("ppo.learning_rate", positive_number, "a number > 0"),
     ("ppo.lr_schedule", lambda x: x in ("constant", "cosine", "linear"),
      "constant, cosine or linear"),

@@ -82,6 +82,14 @@ class FusedStep:
     params, normalizer = policy_args
     return self.ppo.deterministic_action(params, self.normalize(normalizer, obs))
 
+  def sampled_policy(self, policy_args: Tuple[PPOParams, Any], obs: jax.Array,
+                     key: jax.Array) -> jax.Array:
+    """The policy as it acts in training (a Gaussian sample, clipped to the bounds), for the
+    sampled evaluation: a policy can lean on its noise, and its mean then fails."""
+    params, normalizer = policy_args
+    action, _ = self.ppo.act(params, self.normalize(normalizer, obs), key)
+    return jnp.clip(action, -1.0, 1.0)
+
   def intrinsic_weight(self, update_step: jax.Array) -> jax.Array:
     return bonus_weight(self.k_expl, self.anneal_k_expl, update_step, self.total_updates)
 
