@@ -173,3 +173,28 @@ def test_window_layouts_at_episode_starts_and_ends(window_end):
   state = state.replace(history=history, history_done=jnp.zeros((2, 1)))
   windows, _, _ = mimex._windows(state, follow)
   np.testing.assert_array_equal(windows[0, :, 0], [5, 6, 7] if window_end == "obs" else [6, 7, 8])
+
+
+@pytest.mark.parametrize("seq_len,mask_ratio", [(5, 0.8), (3, 0.7), (10, 0.9)])
+def test_no_kept_position_scores_and_trains(seq_len, mask_ratio):
+  """int(seq_len * (1 - mask_ratio)) == 0: the encoder sees only the CLS token (the reference's
+  DMC example, mask 0.8 at T = 5). Scoring and training run, the losses are finite, and a step
+  on familiar data lowers them."""
+  mimex = Mimex(obs_size=4, seq_len=seq_len, mask_ratio=mask_ratio, learning_rate=1e-3,
+                model_kwargs=SMALL)
+  state = mimex.init(jax.random.PRNGKey(0), num_envs=2)
+  keep, _ = mimex.masks(jax.random.PRNGKey(1), 8)
+  assert keep.shape[-1] == 0
+  data = _familiar(jax.random.PRNGKey(2), 64, length=seq_len)
+  train = jax.jit(lambda s, k: mimex.train_on_sequences(s, data, k))
+  state, first, _ = train(state, jax.random.PRNGKey(3))
+  for step in range(30):
+    state, losses, _ = train(state, jax.random.PRNGKey(4 + step))
+  assert first.shape == losses.shape == (64,)
+  assert bool(jnp.all(jnp.isfinite(losses)))
+  assert float(losses.mean()) < 0.5 * float(first.mean())
+  # The fused path: rewards for a rollout, with the episode start padding.
+  batch = IntrinsicBatch(obs=data[:, :1].reshape(8, 8, 4)[:, :2], action=jnp.zeros((8, 2, 1)),
+                         next_obs=data[:, :1].reshape(8, 8, 4)[:, :2], done=jnp.zeros((8, 2)))
+  _, reward, _ = jax.jit(mimex.update)(state, batch, jax.random.PRNGKey(9))
+  assert reward.shape == (8, 2) and bool(jnp.all(jnp.isfinite(reward)))

@@ -197,8 +197,10 @@ class Mimex:
     num = sequences.shape[0]
     tiled = jnp.broadcast_to(sequences, (self.n_mask,) + sequences.shape)
     tiled = tiled.reshape((-1,) + sequences.shape[1:])
-    keep = keep.reshape((-1,) + keep.shape[2:])
-    mask = mask.reshape((-1,) + mask.shape[2:])
+    # Explicit sizes: with mask_ratio near 1 no position is kept (`keep` `[n_mask, N, 0]`), and
+    # a -1 cannot be inferred from an empty array.
+    keep = keep.reshape((self.n_mask * num,) + keep.shape[2:])
+    mask = mask.reshape((self.n_mask * num,) + mask.shape[2:])
     if mask.ndim == 3:  # element masks zero the hidden entries; every position is predicted
       reconstruction = self.model.apply(params, tiled * (1.0 - mask), keep)
       losses = masked_sequence_loss(reconstruction, tiled, mask, self.norm_loss)
