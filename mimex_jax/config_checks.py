@@ -161,6 +161,13 @@ def check_common(config: Any, device_count: int, platform: str = "cpu") -> None:
     raise ConfigError(f"config key num_envs={config.num_envs} does not divide among "
                       f"{device_count} devices; use a multiple of {device_count}")
   _check_mimex(config.intrinsic)
+  if config.intrinsic.kind == "mimex":
+    episode = config.env.episode_length or envs.spec(config.env.name).default_episode_length
+    if config.intrinsic.seq_len > episode:
+      raise ConfigError(
+          f"config key intrinsic.seq_len={config.intrinsic.seq_len} is longer than an episode "
+          f"of {config.env.name} ({episode} agent steps, env.episode_length): every window "
+          f"would be mostly padding; use seq_len <= {episode}")
 
 
 def check_env_name(config: Any) -> None:

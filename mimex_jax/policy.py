@@ -39,6 +39,9 @@ class LoadedRun:
 def resolve(workdir: str, checkpoint: Checkpoint = None):
   """`(checkpointer, update)` for `checkpoint` of the run in `workdir`."""
   directory = checkpoint_lib.checkpoint_dir(workdir)
+  if not os.path.exists(workdir):
+    raise checkpoint_lib.CheckpointError(
+        f"{workdir} does not exist; give the --workdir of a training run")
   if not os.path.isdir(directory):
     raise checkpoint_lib.CheckpointError(
         f"{workdir} holds no checkpoints/ folder; train first with "

@@ -8,9 +8,8 @@ import sys
 import pytest
 
 from cli_runner import run_train
+from conftest import ENV
 
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-       "JAX_PLATFORMS": "cpu"}
 
 
 def _train(repo_root, *args, workdir=None):
@@ -84,6 +83,10 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
     ("--config.intrinsic.k_expl=inf", "intrinsic.k_expl=inf is invalid; allowed: a finite"),
     ("--config.ppo.learning_rate=inf", "ppo.learning_rate=inf is invalid; allowed: a finite"),
     ("--config.intrinsic.rnd.learning_rate=nan", "intrinsic.rnd.learning_rate=nan is invalid"),
+    # Accepted before, then compiled for minutes or sat silent (issue 26, item 5).
+    ("--config.intrinsic.seq_len=1000", "intrinsic.seq_len=1000 is longer than an episode of "
+                                        "CartpoleBalanceSparse (20 agent steps"),
+    ("--config.num_envs=100000000", "num_envs=100000000 needs at least"),
     # A learner whose keys the config file does not have.
     ("--config.agent=drq", "config key env.obs_type is missing: agent=drq reads the keys of "
                            "configs/drq.py"),
@@ -135,6 +138,15 @@ def test_bad_paths_and_files_are_one_line_and_exit_code_2(repo_root, read_only_f
   errors = [line for line in result.stderr.splitlines() if "error:" in line]
   assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
   assert "no --workdir given" not in result.stderr  # it stopped before choosing one
+
+
+def test_total_steps_rounded_up_to_whole_updates_says_so(repo_root, tmp_path):
+  result = _train(repo_root, "--config.total_steps=100", "--config.eval_every=0",
+                  workdir=str(tmp_path / "short"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert ("total_steps=100 is not a whole number of updates of 128 env steps each: training "
+          "runs 1 update, 128 env steps") in result.stderr
+  assert "done: 128 env steps" in result.stdout
 
 
 def test_show_refuses_an_unwritable_out_before_rendering(repo_root, read_only_folder):

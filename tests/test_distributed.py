@@ -16,7 +16,7 @@ import pytest
 from mimex_jax import checkpoint as checkpoint_lib
 from mimex_jax.metrics import read_metrics
 
-from conftest import CHECKPOINTED_RUN_ARGS as RUN_ARGS, CHECKPOINTED_UPDATES as UPDATES, ENV
+from conftest import CHECKPOINTED_RUN_ARGS as RUN_ARGS, CHECKPOINTED_UPDATES as UPDATES, ENV, xla_flags
 
 pytestmark = pytest.mark.slow  # several processes, each compiling its own step
 
@@ -35,7 +35,7 @@ def _launch(repo_root, workdir):
   port = _free_port()
   processes = []
   for process_id in range(2):
-    env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    env = {**ENV, "XLA_FLAGS": xla_flags(1),
            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
            "JAX_PROCESS_ID": str(process_id)}
     processes.append(subprocess.Popen(
@@ -140,7 +140,7 @@ def test_one_device_trains_what_two_devices_train(repo_root, uninterrupted, tmp_
   workdir = str(tmp_path / "one_device")
   result = subprocess.run(
       [sys.executable, "-m", "mimex_jax.train", *RUN_ARGS, f"--workdir={workdir}"],
-      cwd=repo_root, env={**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+      cwd=repo_root, env={**ENV, "XLA_FLAGS": xla_flags(1)},
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   one = checkpoint_lib.read_arrays(os.path.join(workdir, "checkpoints"), UPDATES)

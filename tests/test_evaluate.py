@@ -57,6 +57,21 @@ def test_evaluate_cli_bad_checkpoint_is_one_line(repo_root, uninterrupted, tmp_p
   assert result.returncode == 2 and "holds no checkpoints/ folder" in result.stderr
 
 
+def test_evaluate_on_a_path_that_does_not_exist_says_so(tmp_path, capsys):
+  from mimex_jax import evaluate
+  missing = str(tmp_path / "no_such_run")
+  try:
+    evaluate.main(["mimex_jax.evaluate", f"--workdir={missing}"])
+  except SystemExit as e:
+    assert e.code == 2
+  else:
+    raise AssertionError("evaluate accepted a workdir that does not exist")
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"mimex_jax.evaluate: error: {missing} does not exist; give the --workdir of "
+                 f"a training run"]
+  assert not os.path.exists(missing)  # nothing created on the way
+
+
 def test_load_policy_acts_like_the_restored_training_state(uninterrupted, smoke_config):
   from mimex_jax.agents import build
   from mimex_jax.train import seeded_training

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 
 from cli_runner import run_train
+from conftest import ENV
 
 import mimex_jax
 from mimex_jax import envs
 from mimex_jax.envs import registry
 from mimex_jax.envs.pixels import PixelSpec
 
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-       "JAX_PLATFORMS": "cpu"}
 
 # A point mass on a plane, pushed by two motors, that should come to rest at the origin.
 POINT_MASS_XML = """
