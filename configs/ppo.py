@@ -99,6 +99,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.num_epochs = 4  # reference: 10; fewer keep a 2-core CPU busy with env steps
   config.ppo.num_minibatches = 4
   config.ppo.clip_epsilon = 0.2
+  # > 0: an update stops taking minibatch steps once a minibatch's KL from the acting policy
+  # passes 1.5x this (a guard against steps that move the policy too far); 0: off.
+  config.ppo.target_kl = 0.0
   config.ppo.value_clip = False  # reference: on; with returns in the hundreds a 0.2 clip stalls V
   config.ppo.value_coef = 0.5
   config.ppo.entropy_coef = 0.0  # reference: 0
@@ -111,6 +114,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.advantage_std_floor = 0.0
   config.ppo.reward_scale = 1.0  # extrinsic reward multiplier
   config.ppo.init_std = 1.0  # learned, state-independent action std starts here
+  # > 0: a penalty on policy means past the action bounds, bounds_coef * (|mean| - 1)^2 summed
+  # over action dimensions (a pull back from where the clipped action no longer depends on them)
+  config.ppo.bounds_coef = 0.0
   config.ppo.squash_mean = False  # tanh on the policy mean, keeping it inside the action bounds
   config.ppo.min_std = 0.0  # floor under the action std (std = min_std + exp(param))
   config.ppo.max_std = 0.0  # > 0: the std stays between min_std and this (a sigmoid); 0: unbounded

@@ -23,7 +23,6 @@ import sys
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -42,6 +41,10 @@ flags.DEFINE_integer("updates", 150, "updates to replay")
 flags.DEFINE_string("out", None, "folder for metrics.jsonl", required=True)
 flags.DEFINE_multi_string("set", [], "key=value changes to the source config")
 flags.DEFINE_bool("freeze_normalizer", False, "keep the checkpoint's observation statistics")
+flags.DEFINE_integer("seed_index", -1, "replay only this seed of a several-seed run (-1: all)")
+flags.DEFINE_integer("future", 0, "0: the source run's own keys; k > 0: another draw of the "
+                     "replay's randomness (action noise, minibatches), to see how often a "
+                     "collapse happens from the same state")
 flags.DEFINE_integer("log_every", 5, "updates per metrics line")
 flags.DEFINE_integer("eval_every", 25, "updates between evaluations")
 FLAGS = flags.FLAGS
@@ -50,7 +53,8 @@ FLAGS = flags.FLAGS
 def load_config(workdir: str, changes) -> ml_collections.ConfigDict:
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  config.setdefault("eval_sampled", True)  # runs from before the key existed
+  if "eval_sampled" not in config:  # runs from before the key existed
+    config.eval_sampled = True
   for change in changes:
     key, _, text = change.partition("=")
     try:
@@ -61,7 +65,7 @@ def load_config(workdir: str, changes) -> ml_collections.ConfigDict:
     *parents, leaf = key.split(".")
     for parent in parents:
       node = node[parent]
-    if leaf not in node:
+    if leaf not in node and key not in checkpoint_lib.ADDED_KEYS:  # keys newer than the run
       raise SystemExit(f"error: --set={change}: the source config has no key {key}")
     node[leaf] = value
   return config
@@ -90,7 +94,6 @@ def main(_):
   enable_compilation_cache()
   source_config = load_config(FLAGS.source, [])
   config = load_config(FLAGS.source, FLAGS.set)
-  agents.check(config, jax.device_count(), jax.default_backend())
 
   _, source_fused, _, _ = agents.build(source_config)
   _, template, _, _ = seeded_training(source_config, source_fused)
@@ -99,8 +102,16 @@ def main(_):
   start, host_state, _ = reader.restore(template, FLAGS.update)
   del template
 
+  if FLAGS.seed_index >= 0:  # seed s of N is the run --config.seed=seed+s trains alone
+    index = FLAGS.seed_index
+    host_state = jax.tree.map(lambda x: x[:, index:index + 1], host_state)
+    config.seed, config.num_seeds = config.seed + index, 1
+  agents.check(config, jax.device_count(), jax.default_backend())
   env, fused, steps_per_update, total_updates = agents.build(config)
   seed_keys, fresh, step_fn, step_keys = seeded_training(config, fused)
+  if FLAGS.future:
+    step_keys = jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, 1000 + FLAGS.future)))(
+        step_keys)
   host_fresh = jax.device_get(fresh)
   state = checkpoint_lib.to_devices(transplant(host_state, host_fresh), fresh)
   frozen = state.normalizer
@@ -123,7 +134,8 @@ def main(_):
   os.makedirs(FLAGS.out, exist_ok=True)
   with open(os.path.join(FLAGS.out, "replay.json"), "w") as f:
     json.dump({"source": os.path.abspath(FLAGS.source), "update": start, "set": FLAGS.set,
-               "freeze_normalizer": FLAGS.freeze_normalizer}, f)
+               "freeze_normalizer": FLAGS.freeze_normalizer, "seed_index": FLAGS.seed_index,
+               "future": FLAGS.future}, f)
   out = open(os.path.join(FLAGS.out, "metrics.jsonl"), "w")
   window = []
   for update in range(start + 1, min(start + FLAGS.updates, total_updates) + 1):
@@ -136,8 +148,9 @@ def main(_):
     stacked = {k: np.stack([m[k] for m in window]) for k in window[0]}  # [window, seeds]
     line = {"update": update, "step": update * steps_per_update}
     episodes = stacked["episodes"].sum(0)
-    line["episode_return"] = list(np.where(episodes > 0, stacked["episode_return_sum"].sum(0)
-                                           / np.maximum(episodes, 1), np.nan).round(2))
+    returns = np.where(episodes > 0, stacked["episode_return_sum"].sum(0)
+                       / np.maximum(episodes, 1), np.nan)
+    line["episode_return"] = [None if np.isnan(r) else round(float(r), 2) for r in returns]
     for key, values in stacked.items():
       if not key.endswith("_sum") and key != "episodes":
         line[key] = [float(v) for v in values.mean(0)]
@@ -150,7 +163,6 @@ def main(_):
     out.flush()
     window = []
   out.close()
-  del jnp
 
 
 if __name__ == "__main__":

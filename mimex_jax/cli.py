@@ -21,6 +21,7 @@ from ml_collections import config_flags
 from mimex_jax import train
 from mimex_jax.checkpoint import NonFiniteError, WriteError
 from mimex_jax.config_checks import ConfigError
+from mimex_jax.workdir_lock import WorkdirBusyError
 
 EXIT_CODES = {
     0: "done, nothing to do, or stopped by SIGTERM/SIGINT with a checkpoint",
@@ -28,6 +29,8 @@ EXIT_CODES = {
     3: "NaN or inf in training; the last good checkpoint is kept",
     4: "the workdir could not be written (disk full, quota, I/O error); the last good "
        "checkpoint is kept",
+    5: "another run is training in the same workdir (its process and host are named); "
+       "nothing was written",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
@@ -145,6 +148,8 @@ def run(argv=None) -> None:
     _fail(str(e))
   except NonFiniteError as e:
     _fail(str(e), 3)
+  except WorkdirBusyError as e:
+    _fail(str(e), 5)
   except WriteError as e:
     _fail(f"{e}; when it can be written again, {_resume_hint(workdir, workdir_given)}", 4)
   if jax.process_index() != 0:  # process 0 speaks for a multi-process run

@@ -43,9 +43,10 @@ class EpisodeAccumulator:
     return dict(self.last)
 
 
-# Per-seed values that go into `metrics.jsonl` and TensorBoard when a run trains several seeds.
-PER_SEED_KEYS = ("episode_return", "success_rate", "eval_return", "eval_success_rate",
-                 "intrinsic_reward")
+# Every metric goes into `metrics.jsonl` and TensorBoard per seed when a run trains several
+# (a collapse averaged with healthy seeds is blurred past reading, issue 27), except these:
+# throughput and compile time belong to the program, not to a seed.
+NOT_PER_SEED = ("steps_per_second", "compile_seconds")
 
 
 def _mean_of_defined(values: List[Optional[float]]) -> Optional[float]:
@@ -141,8 +142,8 @@ class MetricsWriter:
       return
     record = {"step": int(step), **{k: _clean(v) for k, v in scalars.items()}}
     if per_seed is not None and len(per_seed) > 1:
-      record["per_seed"] = {k: [_clean(s.get(k)) for s in per_seed] for k in PER_SEED_KEYS
-                            if k in per_seed[0]}
+      record["per_seed"] = {k: [_clean(s.get(k)) for s in per_seed] for k in per_seed[0]
+                            if k not in NOT_PER_SEED}
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     for key, value in record.items():

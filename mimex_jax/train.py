@@ -20,6 +20,7 @@ from mimex_jax.compilation import enable_compilation_cache
 from mimex_jax.config_checks import ConfigError
 from mimex_jax.evaluate import make_evaluator
 from mimex_jax.preemption import PreemptionGuard
+from mimex_jax.workdir_lock import WorkdirLock
 
 
 # ------------------------------------------------------------------------------ seeds
@@ -76,24 +77,30 @@ def train_and_evaluate(config: Any, workdir: str, show_progress: bool = True,
   problem = workdir_problem(workdir)
   if problem is not None:
     raise ConfigError(problem)
-  if on_workdir_ready is not None:
-    on_workdir_ready()
-  enable_compilation_cache()
-  checkpointer = checkpoint_lib.Checkpointer(
-      checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
-      keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
+  lock = WorkdirLock(workdir)
+  if jax.process_index() == 0:  # the processes of one multi-process run share the workdir
+    lock.acquire()  # WorkdirBusyError (exit code 5) while another run trains in it
   try:
+    if on_workdir_ready is not None:
+      on_workdir_ready()
+    enable_compilation_cache()
+    checkpointer = checkpoint_lib.Checkpointer(
+        checkpoint_lib.checkpoint_dir(workdir), max_to_keep=config.checkpoint.max_to_keep,
+        keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
     try:
-      return _train(config, workdir, checkpointer, restore_path, show_progress)
-    finally:  # a save in flight completes, also when training failed
-      checkpointer.wait()
-  except Exception as e:  # pylint: disable=broad-except  (re-raised unless the disk failed)
-    failure = checkpoint_lib.storage_error(e)
-    if failure is None:
-      raise
-    raise checkpoint_lib.WriteError(_write_failure_message(failure, checkpointer)) from e
+      try:
+        return _train(config, workdir, checkpointer, restore_path, show_progress)
+      finally:  # a save in flight completes, also when training failed
+        checkpointer.wait()
+    except Exception as e:  # pylint: disable=broad-except  (re-raised unless the disk failed)
+      failure = checkpoint_lib.storage_error(e)
+      if failure is None:
+        raise
+      raise checkpoint_lib.WriteError(_write_failure_message(failure, checkpointer)) from e
+    finally:
+      checkpointer.close()
   finally:
-    checkpointer.close()
+    lock.release()
 
 
 def workdir_problem(workdir: str) -> Optional[str]:

@@ -190,6 +190,45 @@ def test_without_workdir_the_folder_is_named_and_the_advice_resumes_it(repo_root
   assert os.listdir(tmp_path / "runs") == [os.path.basename(folder)]  # no second folder
 
 
+# ------------------------------------------------------------------------------ one run per workdir
+def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_is_not(repo_root,
+                                                                                 tmp_path):
+  """A requeued job meeting its first copy: refused with one line naming the running process,
+  exit code 5, nothing written. Once the first is killed (SIGKILL: no cleanup), the next run
+  in the workdir goes ahead."""
+  workdir = str(tmp_path / "shared")
+  first = subprocess.Popen(
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke",
+       f"--config.total_steps={16 * 8 * 100_000}", f"--workdir={workdir}"], cwd=repo_root,
+      env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  lock = os.path.join(workdir, ".lock")
+  deadline = time.time() + 600
+  while not (os.path.exists(lock) and f'"pid": {first.pid}' in open(lock).read()):
+    assert first.poll() is None, first.communicate()[1][-3000:]
+    assert time.time() < deadline
+    time.sleep(0.01)
+  try:
+    before = sorted(os.listdir(workdir))
+    second = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke",
+                  f"--workdir={workdir}")
+    assert second.returncode == 5, second.stderr[-3000:]
+    errors = _error_lines(second.stderr)
+    assert len(errors) == 1 and "Traceback" not in second.stderr
+    assert f"another run is training in {workdir} (process {first.pid} on host " in errors[0]
+    assert second.stdout == ""
+    # Nothing of its own: what appeared meanwhile is the first run's (its events, metrics).
+    assert set(before) <= set(os.listdir(workdir))
+    assert not any("no --workdir" in line for line in second.stderr.splitlines())
+  finally:
+    first.kill()
+    first.wait()
+  third = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke",
+               f"--workdir={workdir}")
+  assert third.returncode == 0, third.stderr[-3000:]
+  steps = [r["step"] for r in read_metrics(workdir)]
+  assert steps == sorted(set(steps))  # every log step once
+
+
 # ------------------------------------------------------------------------------ quiet Python API
 def test_show_progress_false_hides_the_bar_and_writes_everything(smoke_config, tmp_path, capfd):
   from mimex_jax.train import train_and_evaluate

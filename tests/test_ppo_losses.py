@@ -153,6 +153,7 @@ def test_bounded_std_starts_at_init_std_and_stays_between_its_bounds():
     ("max_std", 0.5, r"^config key ppo.max_std=0.5 is not above ppo.init_std=1.0"),
     ("advantage_std_floor", -0.01, r"^config key ppo.advantage_std_floor=-0.01 is invalid"),
     ("squash_mean", "yes", r"^config key ppo.squash_mean='yes' is invalid; allowed: True or False"),
+    ("target_kl", -0.1, r"^config key ppo.target_kl=-0.1 is invalid; allowed: a number >= 0"),
 ])
 def test_std_and_advantage_keys_are_checked(repo_root, key, value, message):
   import sys
@@ -165,3 +166,45 @@ def test_std_and_advantage_keys_are_checked(repo_root, key, value, message):
   config.ppo = {**config.ppo.to_dict(), key: value}
   with pytest.raises(ConfigError, match=message):
     check(config, 1)
+
+
+@pytest.mark.parametrize("target_kl", [0.0, 1e-9, 10.0])
+def test_target_kl_stops_an_update_after_the_step_that_passes_it(repo_root, target_kl):
+  """A tiny target lets only the first minibatch step through (its KL from the acting policy is
+  0 before it); a huge one, like none, lets every step through; the parameters say the same."""
+  import sys
+  sys.path.insert(0, repo_root)
+  from configs import ppo as ppo_configs
+  from mimex_jax.agents.ppo import learner as ppo_learner
+  config = ppo_configs.get_config("smoke").ppo
+  config.target_kl = target_kl
+  config.num_epochs, config.num_minibatches = 2, 2
+  steps, envs, obs_size = 4, 8, 3
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  ppo = ppo_learner.PPO(obs_size, 1, config, total_updates=10)
+  params, opt_state = ppo.init(jax.random.PRNGKey(1))
+  obs = jax.random.normal(keys[0], (steps, envs, obs_size))
+  action, log_prob = ppo.act(params, obs, keys[1])  # the acting policy is the current one
+  batch = ppo_learner.PPOBatch(
+      obs=obs, action=action, log_prob=log_prob,
+      reward=jax.random.normal(keys[2], (steps, envs)), terminated=jnp.zeros((steps, envs)),
+      done=jnp.zeros((steps, envs)), next_obs=jax.random.normal(keys[3], (steps, envs, obs_size)))
+  new_params, _, metrics = jax.jit(ppo.update)(params, opt_state, batch, jax.random.PRNGKey(2))
+  moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new_params),
+                                                          jax.tree.leaves(params)))
+  assert moved > 0
+  if target_kl == 1e-9:
+    assert float(metrics["sgd_steps_taken"]) == pytest.approx(1 / 4)
+    # Fewer steps than with no target: the parameters differ from the unguarded update's.
+    config.target_kl = 0.0
+    free, _, _ = jax.jit(_ppo_update(ppo_learner, obs_size, config))(params, opt_state, batch,
+                                                                     jax.random.PRNGKey(2))
+    gap = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new_params),
+                                                          jax.tree.leaves(free)))
+    assert gap > 1e-6
+  else:
+    assert float(metrics["sgd_steps_taken"]) == 1.0
+
+
+def _ppo_update(ppo_learner, obs_size, config):
+  return ppo_learner.PPO(obs_size, 1, config, total_updates=10).update

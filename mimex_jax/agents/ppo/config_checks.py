@@ -15,6 +15,8 @@ RULES: List[Rule] = [
     ("ppo.num_epochs", positive_int, "an integer >= 1"),
     ("ppo.num_minibatches", positive_int, "an integer >= 1"),
     ("ppo.clip_epsilon", positive_number, "a number > 0"),
+    ("ppo.target_kl", nonneg_number, "a number >= 0 (0: off)"),
+    ("ppo.bounds_coef", nonneg_number, "a number >= 0 (0: off)"),
     ("ppo.value_coef", nonneg_number, "a number >= 0"),
     ("ppo.entropy_coef", nonneg_number, "a number >= 0"),
     ("ppo.max_grad_norm", positive_number, "a number > 0"),

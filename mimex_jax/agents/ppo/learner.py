@@ -100,15 +100,30 @@ class PPO:
       value = self.value(params, minibatch.obs)
       return ppo_loss(policy_out, value, minibatch, config.clip_epsilon, config.value_clip,
                       config.value_coef, config.entropy_coef, config.normalize_advantage,
-                      config.advantage_std_floor, axis_name)
+                      config.advantage_std_floor, axis_name,
+                      bounds_coef=config.get("bounds_coef", 0.0))
+
+    target_kl = config.get("target_kl", 0.0)
 
     def sgd_step(carry, minibatch):
-      params, opt_state = carry
+      params, opt_state, stopped = carry
       grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
       grads = parallel.mean_across_devices(grads, self.axis_name)
-      updates, opt_state = self.optimizer.update(grads, opt_state, params)
+      updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
       metrics["grad_norm"] = optax.tree_utils.tree_l2_norm(grads)
-      return (optax.apply_updates(params, updates), opt_state), metrics
+      new_params = optax.apply_updates(params, updates)
+      if target_kl > 0:
+        # The minibatch's KL from the acting policy, before this step: once past 1.5x the
+        # target (as Stable-Baselines3 does), this update takes no more steps. Every device
+        # decides on the same all-device mean, so the devices stay in step.
+        kl = parallel.mean_across_devices(metrics["approx_kl"], axis_name)
+        stopped = stopped | (kl > 1.5 * target_kl)
+        keep_old = lambda new, old: jax.tree.map(  # noqa: E731
+            lambda n, o: jnp.where(stopped, o, n), new, old)
+        new_params, new_opt_state = keep_old(new_params, params), keep_old(new_opt_state,
+                                                                           opt_state)
+      metrics["sgd_steps_taken"] = 1.0 - stopped.astype(jnp.float32)
+      return (new_params, new_opt_state, stopped), metrics
 
     def epoch(carry, epoch_key):
       order = jax.random.permutation(epoch_key, num_steps)[:steps_per_minibatch *
@@ -118,8 +133,8 @@ class PPO:
           lambda x: x[order].reshape((config.num_minibatches, -1) + x.shape[2:]), data)
       return jax.lax.scan(sgd_step, carry, minibatches)
 
-    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state),
-                                                jax.random.split(key, config.num_epochs))
+    (params, opt_state, _), metrics = jax.lax.scan(
+        epoch, (params, opt_state, jnp.zeros((), bool)), jax.random.split(key, config.num_epochs))
     metrics = jax.tree.map(jnp.mean, metrics)
     metrics["value_mean"] = values.mean()
     return params, opt_state, metrics

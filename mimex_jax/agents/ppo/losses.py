@@ -51,8 +51,14 @@ class LossInputs(NamedTuple):
 def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: LossInputs,
              clip_epsilon: float, value_clip: bool, value_coef: float, entropy_coef: float,
              normalize_advantage: bool = True, advantage_std_floor: float = 0.0,
-             axis_name: Optional[str] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-  """Clipped-surrogate PPO loss from the current policy's `(mean, log_std)` and value `[N]`."""
+             axis_name: Optional[str] = None,
+             bounds_coef: float = 0.0) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """Clipped-surrogate PPO loss from the current policy's `(mean, log_std)` and value `[N]`.
+
+  `bounds_coef` > 0 adds `bounds_coef * mean(sum(relu(|mean| - 1)^2))`: a pull back on policy
+  means past the action bounds. There every sample is clipped to the same action, the
+  surrogate's gradient on the mean is pure noise (scaled by 1/std^2), and with a narrow std the
+  means random-walk outwards with nothing to bring them back (issue 27's collapse replay)."""
   action_mean, log_std = policy_out
   log_prob = gaussian_log_prob(batch.action, action_mean, log_std)
   ratio = jnp.exp(log_prob - batch.log_prob)
@@ -77,11 +83,14 @@ def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: L
   value_loss = 0.5 * value_error.mean()
 
   entropy = gaussian_entropy(log_std).mean()
-  total = policy_loss + value_coef * value_loss - entropy_coef * entropy
+  bounds_loss = jnp.sum(jnp.square(jax.nn.relu(jnp.abs(action_mean) - 1.0)), axis=-1).mean()
+  total = (policy_loss + value_coef * value_loss - entropy_coef * entropy
+           + bounds_coef * bounds_loss)
   metrics = {
       "policy_loss": policy_loss,
       "value_loss": value_loss,
       "entropy": entropy,
+      "bounds_loss": bounds_loss,
       "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
       "clip_fraction": jnp.mean((jnp.abs(ratio - 1) > clip_epsilon).astype(jnp.float32)),
       # Samples are clipped to [-1, 1]: a mean far outside with a small std acts the same
