@@ -55,6 +55,13 @@ def load_config(workdir: str, changes) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(json.load(f))
   if "eval_sampled" not in config:  # runs from before the key existed
     config.eval_sampled = True
+  for key, value in checkpoint_lib.ADDED_KEYS.items():  # as the run trained before the key
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if leaf not in node:
+      node[leaf] = value
   for change in changes:
     key, _, text = change.partition("=")
     try:
@@ -65,7 +72,7 @@ def load_config(workdir: str, changes) -> ml_collections.ConfigDict:
     *parents, leaf = key.split(".")
     for parent in parents:
       node = node[parent]
-    if leaf not in node and key not in checkpoint_lib.ADDED_KEYS:  # keys newer than the run
+    if leaf not in node:
       raise SystemExit(f"error: --set={change}: the source config has no key {key}")
     node[leaf] = value
   return config

@@ -23,6 +23,33 @@ if "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_F
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _CPU_SCHEDULER_FLAG).strip()
 
 
+def _started_as_training_command() -> bool:
+  argv = getattr(sys, "orig_argv", [])
+  if "-m" in argv[:-1] and argv[argv.index("-m") + 1] == "mimex_jax.train":
+    return True
+  return any(os.path.basename(a) == "mimex-train" for a in argv[:2])
+
+
+# A scheduler's SIGTERM during the imports, the env build or the first compile (20-140 s on a
+# loaded machine) ends the run with one line, not a silent 143: the watch starts before JAX is
+# imported (mimex_jax.preemption).
+def _workdir_argument():
+  argv = getattr(sys, "orig_argv", [])
+  for i, arg in enumerate(argv):
+    if arg.startswith("--workdir="):
+      return arg.split("=", 1)[1]
+    if arg == "--workdir" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+if _started_as_training_command():
+  from mimex_jax import preemption as _preemption
+  _watch = _preemption.watch_signals()
+  if _watch is not None:  # so a signal during the imports names the latest checkpoint
+    _watch.workdir = _workdir_argument()
+
+
 def load_policy(workdir: str, step=None, seed: int = 0):
   """A jitted `policy(obs) -> action` (deterministic) restored from a run's checkpoint;
   `step` is an update number, "best", or None for the latest; `seed` picks one of a multi-seed

@@ -18,7 +18,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from mimex_jax import train
+from mimex_jax import preemption, train
 from mimex_jax.checkpoint import NonFiniteError, WriteError
 from mimex_jax.config_checks import ConfigError
 from mimex_jax.workdir_lock import WorkdirBusyError
@@ -29,6 +29,7 @@ EXIT_CODES = {
     3: "NaN or inf in training; the last good checkpoint is kept",
     4: "the workdir could not be written (disk full, quota, I/O error); the last good "
        "checkpoint is kept",
+    143: "a second SIGTERM after the first: stopped at once without saving (130: SIGINT)",
     5: "another run is training in the same workdir (its process and host are named); "
        "nothing was written",
 }
@@ -79,11 +80,7 @@ def _flag_problem(error: flags.Error) -> str:
   return lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
-def _resume_hint(workdir: str, workdir_given: bool) -> str:
-  """How to continue this run: the same command, plus its workdir when it was not given."""
-  if workdir_given:
-    return "run the same command to resume"
-  return f"run the same command with --workdir={workdir} to resume"
+_resume_hint = preemption.resume_hint
 
 
 def _unknown_override(argv) -> str:
@@ -113,6 +110,7 @@ def _unknown_override(argv) -> str:
 def run(argv=None) -> None:
   """Parses the flags, trains, prints one summary line. User errors print one line and exit
   with code 2."""
+  watch = preemption.watch_signals()  # already there when started as a command
   argv = list(sys.argv if argv is None else argv)
   if not any(a.startswith("--config=") for a in argv):  # no arguments: the default run
     default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -135,6 +133,8 @@ def run(argv=None) -> None:
     _fail("--config is required, e.g. --config=configs/ppo.py")
   workdir_given = bool(_WORKDIR.value)
   workdir = _WORKDIR.value or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+  if watch is not None:
+    watch.workdir, watch.workdir_given = workdir, workdir_given
 
   def announce_workdir():  # said first, so the folder is known however the run ends
     if not workdir_given and jax.process_index() == 0:

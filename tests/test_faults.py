@@ -229,6 +229,65 @@ def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_is_not
   assert steps == sorted(set(steps))  # every log step once
 
 
+# ------------------------------------------------------------------------------ signals at any moment
+def _start_training(repo_root, workdir, env=ENV, stderr=subprocess.PIPE):
+  return subprocess.Popen(
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke",
+       f"--workdir={workdir}"], cwd=repo_root, env=env, stdout=subprocess.PIPE,
+      stderr=stderr, text=True)
+
+
+@pytest.mark.parametrize("with_checkpoint", [False, True])
+def test_sigterm_during_the_imports_ends_with_one_line_and_exit_0(repo_root, uninterrupted,
+                                                                  tmp_path, with_checkpoint):
+  """A scheduler's SIGTERM in the first seconds (the imports take several): one line, exit 0,
+  with resume advice when the workdir holds a checkpoint."""
+  workdir = tmp_path / "run"
+  if with_checkpoint:
+    shutil.copytree(uninterrupted, workdir)
+  process = _start_training(repo_root, workdir)
+  time.sleep(1.5)  # past the interpreter's start, inside the imports of JAX and MJX
+  process.send_signal(signal.SIGTERM)
+  stdout, stderr = process.communicate(timeout=60)
+  assert process.returncode == 0, stderr[-3000:]
+  assert "Traceback" not in stderr
+  if with_checkpoint:
+    assert stdout == (f"stopped by SIGTERM before training started: nothing new to save; latest "
+                      f"checkpoint {workdir}/checkpoints/{CHECKPOINTED_UPDATES}; run the same "
+                      f"command to resume\n")
+  else:
+    assert stdout == "stopped by SIGTERM before training started: nothing saved yet\n"
+    assert not os.path.exists(workdir / "checkpoints")
+
+
+def test_a_second_signal_during_the_first_compile_stops_at_once(repo_root, tmp_path):
+  """The README's promise, inside XLA's compiler (which holds the main thread for minutes on a
+  loaded machine): a cold cache makes the first update's compile last."""
+  env = {**ENV, "MIMEX_JAX_CACHE_DIR": str(tmp_path / "cold_cache")}
+  workdir = tmp_path / "run"
+  stderr_path = tmp_path / "stderr"
+  with open(stderr_path, "w") as stderr_file:
+    process = _start_training(repo_root, workdir, env, stderr=stderr_file)
+  deadline = time.time() + 600
+  while "env steps:" not in stderr_path.read_text():  # the progress bar: the loop begins
+    assert process.poll() is None, stderr_path.read_text()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.01)
+  time.sleep(0.5)  # into the first update's compile
+  process.send_signal(signal.SIGTERM)
+  time.sleep(0.5)
+  process.send_signal(signal.SIGTERM)
+  sent = time.time()
+  stdout, _ = process.communicate(timeout=60)
+  stderr = stderr_path.read_text()
+  assert time.time() - sent < 3.0
+  assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  errors = _error_lines(stderr)
+  assert errors == ["mimex_jax.train: error: second SIGTERM: stopped at once without saving; "
+                    "last checkpoint: none"], stderr[-3000:]
+  assert "stopped by" not in stdout
+
+
 # ------------------------------------------------------------------------------ quiet Python API
 def test_show_progress_false_hides_the_bar_and_writes_everything(smoke_config, tmp_path, capfd):
   from mimex_jax.train import train_and_evaluate
