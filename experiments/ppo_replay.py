@@ -121,7 +121,7 @@ def main(_):
         step_keys)
   host_fresh = jax.device_get(fresh)
   state = checkpoint_lib.to_devices(transplant(host_state, host_fresh), fresh)
-  frozen = state.normalizer
+  frozen = jax.device_get(state.normalizer)  # a host copy: the step donates its inputs
 
   num_seeds = config.num_seeds
   deterministic = jax.jit(over_seeds(make_evaluator(env, 16, fused.deterministic_policy),
@@ -148,7 +148,7 @@ def main(_):
   for update in range(start + 1, min(start + FLAGS.updates, total_updates) + 1):
     state, metrics = step_fn(state, step_keys)
     if FLAGS.freeze_normalizer:
-      state = state.replace(normalizer=frozen)
+      state = state.replace(normalizer=checkpoint_lib.to_devices(frozen, state.normalizer))
     window.append(jax.device_get(parallel.unreplicate(metrics)))
     if update % FLAGS.log_every and update % FLAGS.eval_every:
       continue
