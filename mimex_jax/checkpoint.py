@@ -41,9 +41,41 @@ RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "ev
                   "checkpoint", "distributed")  # the process count is checked on its own
 # Keys added after runs were saved, with the value that trains as the code did before the key
 # existed: a checkpoint without the key resumes when the current config holds that value.
-ADDED_KEYS = {"env.imports": "", "ppo.squash_mean": False, "ppo.min_std": 0.0,
+ADDED_KEYS = {"env.imports": "", "env.reset_pool": "auto",  # the pool keeps episodes the same
+              "intrinsic.train_fraction": 1.0, "intrinsic.window_end": "obs",
+              "ppo.squash_mean": False, "ppo.min_std": 0.0,
               "ppo.advantage_std_floor": 0.0, "ppo.max_std": 0.0, "ppo.target_kl": 0.0,
               "ppo.bounds_coef": 0.0}
+
+
+# The layout of what a checkpoint holds. 1: everything saved before this number was recorded
+# (up to mimex_jax 0.1.0 of December 2026); 2: the same, with `format` and `mimex_jax_version`
+# in its meta. Raise it when a saved state's structure changes, and say below what changed.
+CHECKPOINT_FORMAT = 2
+FORMAT_CHANGES = {
+    1: "no version recorded; written before December 2026",
+}
+
+
+def with_added_keys(saved_config: Dict[str, Any]) -> Dict[str, Any]:
+  """A saved config with every key added since filled in with the value that trains as the code
+  did before the key existed (`ADDED_KEYS`), so an older run's config builds today's learner."""
+  config = json.loads(json.dumps(saved_config))
+  for dotted, value in ADDED_KEYS.items():
+    node = config
+    *parents, leaf = dotted.split(".")
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node.setdefault(leaf, value)
+  return config
+
+
+def version_of(meta: Dict[str, Any]) -> str:
+  """Which mimex_jax wrote a checkpoint, as a user can read it."""
+  form = meta.get("format", 1)
+  if form == 1:
+    return f"an older version of mimex_jax (checkpoint format 1: {FORMAT_CHANGES[1]})"
+  return f"mimex_jax {meta.get('mimex_jax_version', '?')} (checkpoint format {form})"
 
 
 class CheckpointError(ConfigError):
@@ -165,9 +197,32 @@ def config_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[s
     old, new = saved_flat.get(key, missing), current_flat.get(key, missing)
     if old is missing and key in ADDED_KEYS and new == ADDED_KEYS[key]:
       continue
-    if old != new:
+    if old is missing and key in ADDED_KEYS:
+      differences.append(f"{key} absent in the checkpoint ({ADDED_KEYS[key]!r} before the key "
+                         f"existed) vs {new!r} now")
+    elif old is missing:
+      differences.append(f"{key} absent in the checkpoint vs {new!r} now")
+    elif new is missing:
+      differences.append(f"{key}={old!r} in the checkpoint, a key this version does not have")
+    elif old != new:
       differences.append(f"{key}={old!r} in the checkpoint vs {new!r} now")
   return differences
+
+
+def override_flags(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+  """The `--config.<key>=<value>` flags that make `current` train what `saved` trained (a key
+  the saved config lacks takes the value the code had before the key existed)."""
+  saved_flat = _flatten(with_added_keys(saved))
+  current_flat = _flatten(current)
+  flags = []
+  for key in sorted(set(saved_flat) | set(current_flat)):
+    if key.split(".")[0] in RESUMABLE_KEYS or key not in saved_flat:
+      continue
+    if saved_flat[key] != current_flat.get(key, "<absent>"):
+      value = saved_flat[key]
+      text = ",".join(map(str, value)) if isinstance(value, list) else value
+      flags.append(f"--config.{key}={text}")
+  return flags
 
 
 def first_non_finite(tree: Any, name: str) -> Optional[str]:
@@ -245,7 +300,9 @@ class Checkpointer:
     bad = first_non_finite(tuple(getattr(host_state, f, None) for f in learned), "state")
     if bad is not None:
       raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
+    from mimex_jax import __version__  # pylint: disable=import-outside-toplevel
     meta = {**meta, "update": int(update), "eval": eval_metrics,
+            "format": CHECKPOINT_FORMAT, "mimex_jax_version": __version__,
             "num_devices": int(np.shape(host_state.update_step)[0]),
             "num_processes": jax.process_count(), "replay_left_out": leave_out}
     saved = _drop_empty(host_state)
@@ -312,11 +369,24 @@ class Checkpointer:
     """Refuses to continue a checkpoint with a config that trains something else, or on another
     number of devices or processes (each device holds its own environments)."""
     meta = self.saved_meta(update)
+    form = meta.get("format", 1)
+    if form > CHECKPOINT_FORMAT:
+      raise CheckpointError(
+          f"the checkpoints in {self.directory} were written by {version_of(meta)}, newer "
+          f"than this mimex_jax (format {CHECKPOINT_FORMAT}); upgrade mimex_jax to resume it")
     differences = config_differences(meta["config"], config)
+    if differences and form < CHECKPOINT_FORMAT:
+      raise CheckpointError(
+          f"the checkpoints in {self.directory} were written by {version_of(meta)}, whose "
+          f"config differs from this version's: {'; '.join(differences)}. Its policy still "
+          f"loads (python -m mimex_jax.evaluate --workdir=..., load_policy); "
+          f"`python -m mimex_jax.migrate --workdir=...` says whether training can resume "
+          f"and rewrites it for this version if so")
     if differences:
       raise CheckpointError(
           f"the checkpoints in {self.directory} were written with another config: "
-          f"{'; '.join(differences)}. Use a new --workdir, or the checkpoint's values")
+          f"{'; '.join(differences)}. Use a new --workdir, or resume with the checkpoint's "
+          f"values: {' '.join(override_flags(meta['config'], config))}")
     if meta["num_devices"] != num_devices:
       raise CheckpointError(
           f"the checkpoints in {self.directory} were written on {meta['num_devices']} local "

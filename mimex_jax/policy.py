@@ -103,7 +103,8 @@ def _load_update(checkpointer, update: int, seed: int) -> LoadedRun:
     meta = checkpointer.read_meta(update)
   except Exception as e:  # damaged files show up as many different exception types
     raise _Damaged(checkpoint_lib.damage_reason(e)) from e
-  config = config_dict.ConfigDict(meta["config"])
+  # An older run's config lacks keys added since; they take the values it trained with.
+  config = config_dict.ConfigDict(checkpoint_lib.with_added_keys(meta["config"]))
   num_seeds = config.get("num_seeds", 1)
   if not 0 <= seed < num_seeds:
     raise checkpoint_lib.CheckpointError(

@@ -322,4 +322,4 @@ def test_keys_added_since_a_run_was_saved_resume_at_their_old_behaviour():
   # A new key set to something the saved run did not do is a real difference.
   current["ppo"]["squash_mean"] = True
   assert checkpoint_lib.config_differences(saved, current) == [
-      "ppo.squash_mean='<absent>' in the checkpoint vs True now"]
+      "ppo.squash_mean absent in the checkpoint (False before the key existed) vs True now"]
