@@ -156,6 +156,11 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   # Shift each sampled MIMEx sequence (pixels) by one random pad-`aug_pad` shift shared by its
   # frames before embedding it, as the reference does; False embeds the frames unshifted.
   config.drq.augment_intrinsic = True
+  # What fills a MIMEx window's positions from before its episode began: zeros (zero
+  # embeddings, our default since the first DrQ runs, so recorded results stay comparable; the
+  # padding is the same vector whatever the encoder learns) | blank_frame (the reference's:
+  # all-zero observations, encoded like any frame, so the padding moves with the encoder)
+  config.drq.intrinsic_padding = "zeros"
 
   # The reference's MIMEx on DMC: exploration length 5, mask ratio 0.7 (the defaults) at the
   # reference's size.

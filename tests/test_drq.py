@@ -129,6 +129,59 @@ def test_mimex_sequences_get_one_shift_shared_by_their_frames():
     random_shift_sequences(key, jnp.asarray(context[0]))
 
 
+class _BiasedEncoder(_FlatEncoder):
+  """Features that are not zero for a blank frame: the flattened pixels plus 1."""
+
+  def features(self, params, obs):
+    return super().features(params, obs) + 1.0
+
+
+@pytest.mark.parametrize("padding", ["zeros", "blank_frame"])
+def test_padded_window_positions_are_zeros_or_the_encoded_blank_frame(padding):
+  """Issue 26 item 8: positions before an episode's start. `zeros` (the default) hands the
+  bonus zero features there; `blank_frame` (the reference's) an all-zero frame, encoded. Real
+  positions are the same either way."""
+  num, length = 8, 3
+  context = _dot_sequences(num, length)
+  valid = np.ones((num, length), np.float32)
+  valid[:, 0] = 0.0  # the first position of every window is from the previous episode
+  valid[:4, 1] = 0.0
+  obs = context[:, -1]
+  sample = Sample(obs=jnp.asarray(obs), action=jnp.zeros((num, 1)), reward=jnp.zeros(num),
+                  discount=jnp.ones(num), bootstrap_obs=jnp.asarray(obs),
+                  next_obs=jnp.asarray(obs), context=jnp.asarray(context),
+                  context_valid=jnp.asarray(valid), valid=jnp.ones(num))
+  encoder = _BiasedEncoder(pixels=True)
+  features = {}
+  for kind in ("zeros", "blank_frame"):
+    fused = DrQFusedStep(None, encoder, None, _RecordingBonus(), env_steps=1, updates=1,
+                         batch_size=1, frames_per_update=1, random_frames=0, learning_starts=0,
+                         std_initial=1.0, std_final=0.1, std_duration=1, k_expl=0.0,
+                         anneal_k_expl=False, total_updates=1, augment_intrinsic=False,
+                         intrinsic_padding=kind)
+    features[kind], _ = jax.device_get(
+        jax.jit(fused.context_features)(None, sample, jax.random.PRNGKey(0)))
+  got = features[padding]
+  blank = np.asarray(encoder.features(None, jnp.zeros((1,) + context.shape[2:], jnp.uint8)))[0]
+  padded = valid == 0
+  expected_padding = np.zeros_like(blank) if padding == "zeros" else blank
+  assert float(np.abs(blank).min()) == 1.0  # a blank frame's features are not zeros
+  for i, k in zip(*np.nonzero(padded)):
+    np.testing.assert_array_equal(got[i, k], expected_padding)
+  np.testing.assert_array_equal(features["zeros"][~padded], features["blank_frame"][~padded])
+  np.testing.assert_array_equal(
+      got[~padded], np.asarray(encoder.features(None, jnp.asarray(context[~padded]))))
+
+
+def test_intrinsic_padding_is_checked(drq_configs):
+  config = drq_configs.get_config("smoke")
+  assert config.drq.intrinsic_padding == "zeros"
+  config.drq = {**config.drq.to_dict(), "intrinsic_padding": "noise"}
+  with pytest.raises(ConfigError, match=r"^config key drq.intrinsic_padding='noise' is "
+                                        r"invalid; allowed: zeros or blank_frame$"):
+    check(config, 2)
+
+
 def test_mimex_scores_given_contexts_as_it_scores_rollout_windows():
   """DrQ hands MIMEx sequences sampled from the buffer; the same sequences built from a rollout
   get the same reward and the same model step."""

@@ -50,6 +50,7 @@ def build(config: Any):
       k_expl=config.intrinsic.k_expl, anneal_k_expl=config.intrinsic.anneal,
       total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features,
       augment_intrinsic=config.drq.augment_intrinsic,
+      intrinsic_padding=config.drq.get("intrinsic_padding", "zeros"),
       unroll_loops=jax.default_backend() == "cpu")
   return eval_env, fused, steps_per_update, total_updates
 

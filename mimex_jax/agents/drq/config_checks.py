@@ -41,6 +41,7 @@ RULES: List[Rule] = [
     ("drq.learning_starts", lambda x: isinstance(x, int) and x >= 0, "an integer >= 0"),
     ("drq.intrinsic_features", lambda x: x in ("encoder", "trunk"), "encoder or trunk"),
     ("drq.augment_intrinsic", boolean, "True or False"),
+    ("drq.intrinsic_padding", lambda x: x in ("zeros", "blank_frame"), "zeros or blank_frame"),
 ]
 
 

@@ -47,7 +47,7 @@ class DrQFusedStep:
                random_frames: int, learning_starts: int, std_initial: float, std_final: float,
                std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
                intrinsic_features: str = "encoder", augment_intrinsic: bool = True,
-               unroll_loops: bool = False, axis_name: str = parallel.AXIS):
+               intrinsic_padding: str = "zeros", unroll_loops: bool = False, axis_name: str = parallel.AXIS):
     """`augment_intrinsic` shifts each sampled context (pixels only) by one random shift of
     up to `drq.config.aug_pad` pixels, shared by its frames, before embedding it, as the MIMEx
     reference does.
@@ -56,6 +56,9 @@ class DrQFusedStep:
     instead of looping over them: XLA's CPU backend runs convolutions inside a loop about 11x
     slower (0.10 s per update unrolled against 1.1 s looped, 64x64 pixels, batch 32, 2 cores),
     at the price of a compile that grows with `updates`."""
+    if intrinsic_padding not in ("zeros", "blank_frame"):
+      raise ValueError(f"intrinsic_padding must be zeros or blank_frame, got "
+                       f"{intrinsic_padding!r}")
     if intrinsic_features not in FEATURES:
       raise ValueError(f"intrinsic_features must be one of {FEATURES}, got "
                        f"{intrinsic_features!r}")
@@ -75,6 +78,7 @@ class DrQFusedStep:
     self.total_updates = total_updates
     self.intrinsic_features = intrinsic_features
     self.augment_intrinsic = augment_intrinsic
+    self.intrinsic_padding = intrinsic_padding
     self.unroll_loops = unroll_loops
     self.axis_name = axis_name
 
@@ -122,18 +126,32 @@ class DrQFusedStep:
       features = self.drq.features(params, obs)
     return jax.lax.stop_gradient(features)
 
-  def _bonus(self, params: DrQParams, intrinsic_state: Any, sample: Sample, key: jax.Array):
-    """Intrinsic reward `[N]` of the sampled transitions and one step of the bonus's model on
-    them (the same modules PPO uses, fed sampled sequences instead of a rollout). MIMEx reads
-    the context, RND and ICM `obs` and `next_obs`; XLA drops what the bonus leaves unread."""
+  def context_features(self, params: DrQParams, sample: Sample,
+                       key: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """`(features [N, L, F], key left over)` of the sampled MIMEx windows. Positions from before
+    an episode's start are zero features (`intrinsic_padding=zeros`) or the features of an
+    all-zero observation (`blank_frame`, as the reference pads with zero pixels)."""
     num, length = sample.context_valid.shape
     frames = sample.context
+    valid = sample.context_valid
+    if self.intrinsic_padding == "blank_frame":
+      frames = frames * valid.reshape(valid.shape + (1,) * (frames.ndim - 2)).astype(
+          frames.dtype)
     if self.augment_intrinsic and self.drq.pixels and self.drq.config.aug_pad > 0:
       # Its own key, split off only here: with augmentation off the bonus draws what it did.
       augment_key, key = jax.random.split(key)
       frames = random_shift_sequences(augment_key, frames, self.drq.config.aug_pad)
     context = self._embed(params, frames.reshape((num * length,) + frames.shape[2:]))
-    context = context.reshape(num, length, -1) * sample.context_valid[..., None]
+    context = context.reshape(num, length, -1)
+    if self.intrinsic_padding == "zeros":
+      context = context * valid[..., None]
+    return context, key
+
+  def _bonus(self, params: DrQParams, intrinsic_state: Any, sample: Sample, key: jax.Array):
+    """Intrinsic reward `[N]` of the sampled transitions and one step of the bonus's model on
+    them (the same modules PPO uses, fed sampled sequences instead of a rollout). MIMEx reads
+    the context, RND and ICM `obs` and `next_obs`; XLA drops what the bonus leaves unread."""
+    context, key = self.context_features(params, sample, key)
     batch = IntrinsicBatch(
         obs=self._embed(params, sample.obs)[None], action=sample.action[None],
         next_obs=self._embed(params, sample.next_obs)[None], done=jnp.zeros((1, num)),
