@@ -7,7 +7,7 @@ the number of environments on one device. That is the only convention used in th
 import os
 import sys
 
-__version__ = "0.1.0"
+from mimex_jax.version import __version__  # noqa: F401
 
 # MuJoCo picks its OpenGL backend when it is first imported. A headless Linux machine has no
 # window system, so evaluation videos render through EGL unless the user chose a backend.

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mimex_jax import parallel
+from mimex_jax import parallel, version
 from mimex_jax.config_checks import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -65,9 +65,10 @@ def with_added_keys(saved_config: Dict[str, Any]) -> Dict[str, Any]:
   for dotted, value in ADDED_KEYS.items():
     node = config
     *parents, leaf = dotted.split(".")
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node.setdefault(leaf, value)
+    for parent in parents:  # only into blocks the run has (a PPO run has no `drq` block)
+      node = node.get(parent) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.setdefault(leaf, value)
   return config
 
 
@@ -217,7 +218,7 @@ def override_flags(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
   current_flat = _flatten(current)
   flags = []
   for key in sorted(set(saved_flat) | set(current_flat)):
-    if key.split(".")[0] in RESUMABLE_KEYS or key not in saved_flat:
+    if key.split(".")[0] in RESUMABLE_KEYS or key not in saved_flat or key not in current_flat:
       continue
     if saved_flat[key] != current_flat.get(key, "<absent>"):
       value = saved_flat[key]
@@ -301,9 +302,8 @@ class Checkpointer:
     bad = first_non_finite(tuple(getattr(host_state, f, None) for f in learned), "state")
     if bad is not None:
       raise NonFiniteError(f"{bad} is not finite after update {update}; not saved")
-    from mimex_jax import __version__  # pylint: disable=import-outside-toplevel
     meta = {**meta, "update": int(update), "eval": eval_metrics,
-            "format": CHECKPOINT_FORMAT, "mimex_jax_version": __version__,
+            "format": CHECKPOINT_FORMAT, "mimex_jax_version": version.__version__,
             "num_devices": int(np.shape(host_state.update_step)[0]),
             "num_processes": jax.process_count(), "replay_left_out": leave_out}
     saved = _drop_empty(host_state)

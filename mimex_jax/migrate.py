@@ -30,7 +30,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mimex_jax import __version__, agents
+from mimex_jax import agents
+from mimex_jax.version import __version__
 from mimex_jax import checkpoint as checkpoint_lib
 
 _FLAGS = flags.FlagValues()

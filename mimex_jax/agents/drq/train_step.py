@@ -151,6 +151,7 @@ class DrQFusedStep:
     """Intrinsic reward `[N]` of the sampled transitions and one step of the bonus's model on
     them (the same modules PPO uses, fed sampled sequences instead of a rollout). MIMEx reads
     the context, RND and ICM `obs` and `next_obs`; XLA drops what the bonus leaves unread."""
+    num = sample.context_valid.shape[0]
     context, key = self.context_features(params, sample, key)
     batch = IntrinsicBatch(
         obs=self._embed(params, sample.obs)[None], action=sample.action[None],
