@@ -154,6 +154,8 @@ def main(argv=None) -> None:
   if not _WORKDIR.value:
     _fail("--workdir is required: the older run's --workdir")
   directory = checkpoint_lib.checkpoint_dir(_WORKDIR.value)
+  if not os.path.exists(_WORKDIR.value):
+    _fail(f"{_WORKDIR.value} does not exist; give the --workdir of a training run")
   if not os.path.isdir(directory):
     _fail(f"{_WORKDIR.value} holds no checkpoints/ folder")
   steps = checkpoint_lib.Checkpointer(directory, read_only=True).steps()
