@@ -44,7 +44,7 @@ def test_readme_own_environment_section_runs_as_written(repo_root, tmp_path):
   summary = json.loads((workdir / "eval" / "checkpoint_37.json").read_text())
   assert summary["env"] == "TwoLinkReach" and summary["length_mean"] == 100
   assert summary["success_rate"] is not None  # the task's success function is read
-  assert os.path.getsize(summary["video"]) > 10_000
+  assert os.path.getsize(examples / summary["video"]) > 10_000  # relative to where it ran
   assert os.path.getsize(examples / "reach.png") > 1_000
   # The Python block, from the same folder.
   loaded = subprocess.run([sys.executable, "-c", python], cwd=examples, env=env,
