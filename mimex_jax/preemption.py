@@ -55,14 +55,19 @@ class SignalWatch:
   def install(self) -> "SignalWatch":
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    for signum in SIGNALS:
-      signal.signal(signum, lambda *_: None)  # the watcher thread acts; Python's turn is a no-op
+    self.reclaim()
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     threading.Thread(target=self._watch, args=(read_fd,), daemon=True,
                      name="signal-watch").start()
     global _ACTIVE
     _ACTIVE = self
     return self
+
+  def reclaim(self) -> None:
+    """(Re)installs the Python-level handlers that feed the wakeup pipe: a library that set its
+    own since (jax.distributed's preemption notifier takes SIGTERM) would otherwise keep them."""
+    for signum in SIGNALS:
+      signal.signal(signum, lambda *_: None)  # the watcher thread acts; Python's turn is a no-op
 
   def _watch(self, read_fd: int) -> None:
     while True:
@@ -132,6 +137,10 @@ class PreemptionGuard:
 
   def __enter__(self) -> "PreemptionGuard":
     if _ACTIVE is not None:
+      try:
+        _ACTIVE.reclaim()
+      except ValueError:  # not the main thread
+        pass
       _ACTIVE.training = True
       return self
     for signum in SIGNALS:
