@@ -19,6 +19,8 @@ Other variants: `--config=configs/ppo.py:<variant>` with <variant> one of
   cartpole_balance         dense reward, for checking that PPO itself learns
   cartpole_swingup         dense swing-up: learns and holds (5 of 5 seeds over 800 by 4.9M
                            steps, none below 90% of its best after 5M; docs/RESULTS.md, issue 27)
+  cartpole_balance_pixels  dense balance from 32x32 pixels through a frozen encoder that
+                           `python -m mimex_jax.pretrain` wrote (issue 24)
   cartpole_swingup_sparse_gpu
                            for a GPU: MuJoCo Playground's Brax PPO recipe for its DM Control
                            tasks (2048 envs, 16 epochs x 32 minibatches, discount 0.995, entropy
@@ -48,6 +50,7 @@ _TASKS = {
     "point_mass": "PointMass",
     "cartpole_balance": "CartpoleBalance",
     "cartpole_swingup": "CartpoleSwingup",
+    "cartpole_balance_pixels": "CartpoleBalance",
 }
 # Manipulation tasks (ReachSparse -> reach_sparse), with their own episode lengths.
 _TASKS.update({re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower(): name
@@ -74,6 +77,16 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   # Each env's next start prepared ahead, a few per step (VectorEnv's reset pool): on | off |
   # auto (on for the arm tasks, whose reset costs more than a step). Episodes are the same.
   config.env.reset_pool = "auto"
+  # What the agent sees: state (the task's own vector) | pixels (camera frames, read through
+  # ppo.encoder). The env.pixels block is DrQ's (configs/drq.py).
+  config.env.obs_type = "state"
+  config.env.pixels = config_dict.ConfigDict()
+  config.env.pixels.backend = "jax"  # jax (ray camera, any device) | warp (MuJoCo Warp)
+  config.env.pixels.height = 84
+  config.env.pixels.width = 84
+  config.env.pixels.grayscale = False
+  config.env.pixels.frame_stack = 3  # frames (or, with a frozen encoder, their features) stacked
+  config.env.pixels.camera = "0"  # camera name or index
 
   config.seed = 0
   # Join a multi-host run through jax.distributed (README, "Many hosts"); num_envs is then
@@ -126,6 +139,12 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.ppo.policy_hidden_sizes = (64, 64)  # reference: (256, 128, 64)
   config.ppo.value_hidden_sizes = (64, 64)
   config.ppo.activation = "elu"
+  # With env.obs_type=pixels: frozen (a pretrained encoder, `python -m mimex_jax.pretrain`, read
+  # from ppo.encoder_checkpoint; each frame encoded once, its features shared by the policy, the
+  # critic and the bonus) | conv (a small conv torso in the policy and in the critic, trained by
+  # PPO's loss; the bonus reads the policy's torso features, detached).
+  config.ppo.encoder = "frozen"
+  config.ppo.encoder_checkpoint = ""
 
   config.intrinsic = intrinsic_config.default_config()
 
@@ -139,6 +158,17 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   if arg == "cartpole_swingup":
     config.intrinsic.kind = "none"
     config.ppo.entropy_coef = 0.01
+  if arg == "cartpole_balance_pixels":
+    # PPO from 32x32 pixels through a frozen encoder pretrained on the task's frames (issue 24):
+    # first `python -m mimex_jax.pretrain --config=configs/pretrain.py
+    # --workdir=encoders/cartpole32`.
+    config.env.obs_type = "pixels"
+    config.env.pixels.height = config.env.pixels.width = 32
+    config.ppo.encoder_checkpoint = "encoders/cartpole32"
+    config.intrinsic.kind = "none"
+    config.ppo.entropy_coef = 0.01
+    config.ppo.learning_rate = 3e-4
+    config.total_steps = 3_000_000
   if arg == "cartpole_swingup_sparse_gpu":
     # mujoco_playground.config.dm_control_suite_params.brax_ppo_config, in our terms: Brax
     # unrolls 30 steps and splits 16 such rollouts of its 2048 envs into 32 minibatches; ours

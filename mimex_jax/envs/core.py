@@ -201,6 +201,10 @@ class VectorEnv:
     return self.env.observation_size
 
   @property
+  def observation_shape(self):
+    return self.env.observation_shape
+
+  @property
   def action_size(self) -> int:
     return self.env.action_size
 

@@ -1,10 +1,15 @@
-"""PPO's config keys: `unroll_length` and the `ppo` block."""
+"""PPO's config keys: `unroll_length`, observations (`env.obs_type`, `env.pixels`) and the `ppo`
+block."""
 
 from typing import Any, List
 
 from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_number,
                                      positive_int, positive_number, sizes, unit_interval)
+from mimex_jax.envs.pixels import BACKENDS
+from mimex_jax.networks.conv import MIN_IMAGE_SIZE
 from mimex_jax.networks.mlp import ACTIVATIONS
+
+ENCODERS = ("frozen", "conv")
 
 RULES: List[Rule] = [
     ("unroll_length", positive_int, "an integer >= 1"),
@@ -31,6 +36,19 @@ RULES: List[Rule] = [
     ("ppo.policy_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.value_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
+    ("env.obs_type", lambda x: x in ("pixels", "state"), "pixels or state"),
+]
+PIXEL_RULES: List[Rule] = [
+    ("env.pixels.backend", lambda x: x in BACKENDS, f"one of {BACKENDS}"),
+    ("env.pixels.height", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
+     f"an integer >= {MIN_IMAGE_SIZE} (the smallest frame the conv torso takes)"),
+    ("env.pixels.width", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
+     f"an integer >= {MIN_IMAGE_SIZE} (the smallest frame the conv torso takes)"),
+    ("env.pixels.grayscale", boolean, "True or False"),
+    ("env.pixels.frame_stack", positive_int, "an integer >= 1"),
+    ("ppo.encoder", lambda x: x in ENCODERS, " or ".join(ENCODERS)),
+    ("ppo.encoder_checkpoint", lambda x: isinstance(x, str), "a folder written by "
+     "`python -m mimex_jax.pretrain`"),
 ]
 
 
@@ -38,6 +56,8 @@ def check(config: Any, device_count: int) -> None:
   """Raises `ConfigError` for the first problem in PPO's keys."""
   del device_count  # PPO splits envs only, which the common checks cover
   check_rules(config, RULES)
+  if config.env.obs_type == "pixels":
+    _check_pixels(config)
   if config.ppo.min_std >= config.ppo.init_std:
     raise ConfigError(
         f"config key ppo.min_std={config.ppo.min_std} is not below ppo.init_std="
@@ -55,3 +75,16 @@ def check(config: Any, device_count: int) -> None:
         f"unroll_length={config.unroll_length}: each minibatch takes every env at "
         f"unroll_length/num_minibatches of the time steps; use a divisor of "
         f"{config.unroll_length}")
+
+
+def _check_pixels(config: Any) -> None:
+  check_rules(config, PIXEL_RULES)
+  if config.env.pixels.backend == "warp" and config.env.reset_pool == "on":
+    raise ConfigError("config key env.reset_pool='on' needs a renderer that draws a few envs at "
+                      "a time, and warp draws all of a device's at once; use the jax renderer "
+                      "or env.reset_pool=auto")
+  if config.ppo.encoder == "frozen":
+    from mimex_jax import encoder_store  # reads the checkpoint's sizes before anything compiles
+    pixels = config.env.pixels
+    encoder_store.check(config.ppo.encoder_checkpoint, pixels.height, pixels.width,
+                        1 if pixels.grayscale else 3)

@@ -1,6 +1,6 @@
 """PPO: Gaussian actor and value MLPs, and the epochs x minibatches update inside `lax.scan`."""
 
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 from flax import struct
 import jax
@@ -9,6 +9,7 @@ import optax
 
 from mimex_jax import parallel
 from mimex_jax.agents.ppo.losses import LossInputs, compute_gae, ppo_loss
+from mimex_jax.networks.conv import ConvTorso, Encoded
 from mimex_jax.networks.mlp import ACTIVATIONS, MLP, GaussianPolicy, gaussian_log_prob
 
 
@@ -30,10 +31,15 @@ class PPOBatch(NamedTuple):
 
 
 class PPO:
-  """Clipped PPO with GAE; gradients are averaged over `axis_name` before each Adam step."""
+  """Clipped PPO with GAE; gradients are averaged over `axis_name` before each Adam step.
 
-  def __init__(self, obs_size: int, action_size: int, config: Any, total_updates: int,
-               axis_name: Optional[str] = None):
+  `obs_shape` is a vector's size, or `(H, W, C)` for uint8 frames: the policy and the critic then
+  each read them through a conv torso of their own (`networks/conv.py`), and `features` is the
+  policy's torso output.
+  """
+
+  def __init__(self, obs_shape: Union[int, Sequence[int]], action_size: int, config: Any,
+               total_updates: int, axis_name: Optional[str] = None):
     self.config = config
     self.axis_name = axis_name
     activation = ACTIVATIONS[config.activation]
@@ -41,7 +47,11 @@ class PPO:
                                  init_std=config.init_std, squash_mean=config.squash_mean,
                                  min_std=config.min_std, max_std=config.max_std)
     self.value_fn = MLP(tuple(config.value_hidden_sizes), 1, activation)
-    self.obs_size = obs_size
+    self.obs_shape = (int(obs_shape),) if isinstance(obs_shape, int) else tuple(obs_shape)
+    self.pixels = len(self.obs_shape) == 3
+    if self.pixels:
+      self.policy = Encoded(ConvTorso(), self.policy)
+      self.value_fn = Encoded(ConvTorso(), self.value_fn)
     optimizer_steps = max(1, total_updates * config.num_epochs * config.num_minibatches)
     if config.lr_schedule == "constant":
       learning_rate = config.learning_rate
@@ -57,7 +67,7 @@ class PPO:
 
   def init(self, key: jax.Array) -> Tuple[PPOParams, Any]:
     policy_key, value_key = jax.random.split(key)
-    dummy = jnp.zeros((1, self.obs_size))
+    dummy = jnp.zeros((1,) + self.obs_shape, jnp.uint8 if self.pixels else jnp.float32)
     params = PPOParams(self.policy.init(policy_key, dummy), self.value_fn.init(value_key, dummy))
     return params, self.optimizer.init(params)
 
@@ -75,6 +85,11 @@ class PPO:
 
   def deterministic_action(self, params: PPOParams, obs: jax.Array) -> jax.Array:
     return jnp.clip(self.policy.apply(params.policy, obs)[0], -1.0, 1.0)
+
+  def features(self, params: PPOParams, obs: jax.Array) -> jax.Array:
+    """What the policy's torso makes of frames (detached: the bonus does not train it)."""
+    return jax.lax.stop_gradient(
+        self.policy.apply(params.policy, obs, method=Encoded.features))
 
   def value(self, params: PPOParams, obs: jax.Array) -> jax.Array:
     return self.value_fn.apply(params.value, obs)[..., 0]

@@ -37,6 +37,10 @@ class FusedStep:
 
   `num_envs` here is per device. `total_updates` sets the learning-rate schedule and the
   annealing of the intrinsic weight.
+
+  Observations are vectors (states, or a frozen encoder's features, `envs/encoded.py`), which a
+  running normalizer standardizes, or uint8 frames (`ppo.pixels`), which the learner's conv
+  torsos read as they are; the bonus then scores the policy torso's features.
   """
 
   POLICY_FIELDS = ("params", "normalizer")  # what `deterministic_policy` needs of a state
@@ -65,8 +69,10 @@ class FusedStep:
     ppo_key, intrinsic_key, env_key = jax.random.split(shared_key, 3)
     first_env, total_envs = parallel.batch_rows(self.axis_name, self.env.num_envs)
     params, opt_state = self.ppo.init(ppo_key)
+    # Frames are not normalized: the statistics of one pixel stay as they were initialized.
     normalizer = running_statistics.init_state(
-        jax.ShapeDtypeStruct((self.env.observation_size,), jnp.float32))
+        jax.ShapeDtypeStruct((1,) if self.ppo.pixels else self.env.observation_shape,
+                             jnp.float32))
     return TrainState(update_step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
                       normalizer=normalizer,
                       intrinsic=self.intrinsic.init(intrinsic_key, self.env.num_envs),
@@ -74,7 +80,14 @@ class FusedStep:
                       env_state=self.env.reset(env_key, first_env, total_envs))
 
   def normalize(self, normalizer, obs: jax.Array) -> jax.Array:
+    if self.ppo.pixels:
+      return obs
     return running_statistics.normalize(obs, normalizer, max_abs_value=OBS_CLIP)
+
+  def bonus_features(self, params: PPOParams, obs: jax.Array) -> jax.Array:
+    """What the intrinsic reward scores: the (normalized) vectors, or the policy torso's
+    features of frames."""
+    return self.ppo.features(params, obs) if self.ppo.pixels else obs
 
   def deterministic_policy(self, policy_args: Tuple[PPOParams, Any],
                            obs: jax.Array) -> jax.Array:
@@ -113,7 +126,9 @@ class FusedStep:
 
     sequence_rows = (jnp.arange(self.unroll_length)[:, None] * total_envs + env_rows[None, :])
     intrinsic_state, intrinsic_reward, intrinsic_metrics = self.intrinsic.update(
-        state.intrinsic, IntrinsicBatch(obs, rollout.action, next_obs, rollout.done),
+        state.intrinsic, IntrinsicBatch(self.bonus_features(state.params, obs), rollout.action,
+                                        self.bonus_features(state.params, next_obs),
+                                        rollout.done),
         parallel.keys_per_row(intrinsic_key, sequence_rows))
     # All-reduces run phase by phase (bonus model, learner, normalizer, metrics): see
     # `parallel.after`.
@@ -135,9 +150,10 @@ class FusedStep:
     # saw the observations normalized the same way.
     # Unit weights that wait for the learner: Brax all-reduces the sample count, and without
     # weights that count is a constant free to run before everything else.
-    weights = parallel.after(jnp.ones(rollout.obs.shape[:-1]), (params, opt_state))
-    normalizer = running_statistics.update(state.normalizer, rollout.obs, weights=weights,
-                                           pmap_axis_name=parallel.active_axis(self.axis_name))
+    weights = parallel.after(jnp.ones(rollout.reward.shape), (params, opt_state))
+    normalizer = state.normalizer if self.ppo.pixels else running_statistics.update(
+        state.normalizer, rollout.obs, weights=weights,
+        pmap_axis_name=parallel.active_axis(self.axis_name))
 
     new_state = TrainState(update_step=state.update_step + 1, params=params,
                            opt_state=opt_state, normalizer=normalizer,
@@ -157,6 +173,6 @@ class FusedStep:
         "intrinsic_weight": weight,
         "extrinsic_reward": rollout.reward.mean(),
     }
-    sums, means = parallel.after((sums, means), normalizer)
+    sums, means = parallel.after((sums, means), (normalizer, params))
     metrics = parallel.reduce_metrics(sums, means, self.axis_name)
     return new_state, metrics
