@@ -45,9 +45,10 @@ def get_config(arg: str = "cartpole_32") -> config_dict.ConfigDict:
   config.collect.action_repeat = 2  # random actions held for 2 steps move the cart further
 
   config.model = config_dict.ConfigDict()
-  # 4x4 patches: the pole is about one pixel wide at 32x32, and a patch's features are all
-  # that is left of where in the patch it is
-  config.model.patch_size = 4
+  # 8x8 patches: 16 tokens of 32 features a frame (512). 4x4 patches gave 2048 a frame, and
+  # PPO's first layers over 3 stacked frames then cost more than rendering and encoding
+  # together (438 steps/s per seed, 3 seeds, on the shared 2-core CPU).
+  config.model.patch_size = 8
   config.model.embed_dim = 32
   config.model.depth = 2
   config.model.num_heads = 4

@@ -7,6 +7,8 @@ also RND, ICM, our DrQ and Brax's own PPO trainer, measured in the same run.
   python experiments/benchmark.py --batch_sizes=256 --env=CartpoleSwingupSparse
   python experiments/benchmark.py --batch_sizes=256 --kinds=none,mimex,rnd,icm --seeds=1,2,5 \
       --out=experiments/results/seeds_scaling.json     # throughput against num_seeds
+  python experiments/benchmark.py --pixels --batch_sizes=256 --env=CartpoleBalance \
+      --out=experiments/results/pixels.json            # PPO from pixels beside state PPO
 
 Prints a table and writes JSON (default experiments/results/benchmark.json) and, with --peers, a
 PNG bar chart beside it. Compile time is reported apart from throughput; every figure is from
@@ -137,6 +139,64 @@ def training(env_name, batch, kind, repeats, num_seeds=1, overrides=None):
   return first, steps_per_update * num_seeds / per_call
 
 
+def pixel_training(env_name, batch, kind, size, encoder, encoder_dir, repeats):
+  """Env steps per second of PPO from `size`x`size` pixels (3 frames) with `encoder`."""
+  config = ppo_configs.get_config()
+  config.env.name = env_name
+  config.num_envs = batch
+  config.intrinsic.kind = kind
+  config.env.obs_type = "pixels"
+  config.env.pixels.height = config.env.pixels.width = size
+  config.ppo.encoder = encoder
+  config.ppo.encoder_checkpoint = encoder_dir
+  first, per_call, steps_per_update = time_fused_step(config, repeats)
+  return first, steps_per_update / per_call
+
+
+def timing_encoder(size, folder):
+  """An encoder of configs/pretrain.py's sizes (8x8 patches of the frame) with its initial
+  weights: throughput does not depend on what the weights are."""
+  from configs import pretrain as pretrain_configs
+  from mimex_jax import encoder_store
+  from mimex_jax.networks.image_mae import ImageMAE
+  import jax.numpy as jnp
+  model_config = pretrain_configs.get_config().model.to_dict()
+  model_config["patch_size"] = size // 8
+  model = ImageMAE(height=size, width=size, channels=3, **model_config)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.uint8),
+                      jnp.zeros((1, 1), jnp.int32))
+  return encoder_store.save(os.path.join(folder, f"encoder{size}"), model, params,
+                            {"note": "initial weights, for timing only"})
+
+
+def pixel_rows(args):
+  """State PPO, then PPO from pixels (frozen encoder and conv torso, without and with MIMEx) at
+  each --pixel_sizes, all in this one run."""
+  import tempfile
+  batch = int(args.batch_sizes.split(",")[0])
+  rows = []
+  print(f"{'mode':<30}{'batch':>7}{'steps/s':>12}{'compile s':>11}{'vs state ppo':>14}")
+
+  def add(mode, compile_s, sps, base):
+    rows.append({"mode": mode, "batch": batch, "steps_per_second": sps,
+                 "compile_seconds": compile_s, "vs_state_ppo": sps / base if base else 1.0})
+    print(f"{mode:<30}{batch:>7}{sps:>12,.0f}{compile_s:>11.1f}{rows[-1]['vs_state_ppo']:>14.3f}",
+          flush=True)
+
+  compile_s, state_sps = training(args.env, batch, "none", args.repeats)
+  add("ppo (states)", compile_s, state_sps, None)
+  with tempfile.TemporaryDirectory() as folder:
+    for size in (int(x) for x in args.pixel_sizes.split(",")):
+      encoder_dir = timing_encoder(size, folder)
+      for encoder in ("frozen", "conv"):
+        for kind in ("none", "mimex"):
+          compile_s, sps = pixel_training(args.env, batch, kind, size, encoder, encoder_dir,
+                                          args.repeats)
+          mode = f"ppo{'+mimex' if kind == 'mimex' else ''} {encoder} {size}x{size}"
+          add(mode, compile_s, sps, state_sps)
+  return rows
+
+
 def drq_training(env_name, batch, repeats):
   """Env steps per second of our DrQ-v2 fused step from states (one seed)."""
   from configs import drq as drq_configs
@@ -228,6 +288,10 @@ def main():
   parser.add_argument("--repeats", type=int, default=10, help="timed calls after the compile")
   parser.add_argument("--peers", action="store_true",
                       help="every mode (PPO with each bonus, DrQ, Brax's PPO) at each batch size")
+  parser.add_argument("--pixels", action="store_true",
+                      help="state PPO, then pixel PPO (frozen, conv; none, mimex) at the first "
+                           "batch size and each --pixel_sizes")
+  parser.add_argument("--pixel_sizes", default="32,64")
   parser.add_argument("--out", default="experiments/results/benchmark.json")
   args = parser.parse_args()
   enable_compilation_cache()
@@ -237,8 +301,8 @@ def main():
              "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
              "processor": platform.processor() or platform.machine(), "jax": jax.__version__}
   print(f"machine: {machine}")
-  if args.peers:
-    rows = peers(args, machine)
+  if args.pixels or args.peers:
+    rows = pixel_rows(args) if args.pixels else peers(args, machine)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
       json.dump({"env": args.env, "unroll_length": unroll_length, "machine": machine,

@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from absl import flags
 import jax
@@ -33,7 +33,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Pretraining config fi
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the encoder is written.",
                                flag_values=_FLAGS)
 
-RULES = [
+RULES: List[Rule] = [
     ("env.pixels.backend", lambda x: x in BACKENDS, f"one of {BACKENDS}"),
     ("env.pixels.height", positive_int, "an integer >= 1"),
     ("env.pixels.width", positive_int, "an integer >= 1"),
@@ -56,7 +56,7 @@ RULES = [
     ("train.mask_ratio", lambda x: unit_interval(x) and x < 1, "a number in [0, 1)"),
     ("train.holdout", lambda x: unit_interval(x) and x < 1, "a number in [0, 1)"),
     ("train.norm_pix_loss", boolean, "True or False"),
-]  # type: list[Rule]
+]
 
 
 def check(config: Any) -> None:
