@@ -83,6 +83,7 @@ def _train_steps(fused, updates=2):
   return initial, state
 
 
+@pytest.mark.slow  # compiles a pixel PPO step (about a minute on 2 cores)
 def test_frozen_encoder_features_are_the_checkpoints_own_after_training(smoke_config,
                                                                         encoder_dir):
   workdir, _ = encoder_dir
@@ -106,6 +107,7 @@ def test_frozen_encoder_features_are_the_checkpoints_own_after_training(smoke_co
   assert (2 * model.feature_size, 16) in shapes, shapes
 
 
+@pytest.mark.slow  # compiles a pixel PPO step with conv torsos
 def test_conv_torso_trains_and_the_bonus_reads_its_detached_features(smoke_config):
   config = _pixel_config(smoke_config, "conv")
   _, fused, _, _ = build(config)
@@ -157,7 +159,9 @@ def test_an_encoder_of_other_frames_is_refused_before_compiling(repo_root, tmp_p
 
 
 def _pixel_run_args(encoder, encoder_path, workdir, *extra):
+  # A constant learning rate: a run asked for fewer total steps would otherwise decay it faster.
   return ["--config=configs/ppo.py:smoke", "--config.env.obs_type=pixels",
+          "--config.ppo.lr_schedule=constant",
           f"--config.env.pixels.height={SIZE}", f"--config.env.pixels.width={SIZE}",
           f"--config.ppo.encoder={encoder}", f"--config.ppo.encoder_checkpoint={encoder_path}",
           f"--workdir={workdir}", *extra]
@@ -192,9 +196,13 @@ def test_pixel_run_resumes_exactly_and_one_device_trains_what_two_do(repo_root, 
                        capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
   single = _arrays(tmp_path / "one_device", 6)
+  # Up to the order of floating-point sums. Weights that read a nearly constant feature (a
+  # background patch's token, scaled up by the normalizer) get gradients that are mostly that
+  # rounding, which Adam scales to full-sized steps: 7 of 6144 first-layer weights differed
+  # by up to 8e-4 in the frozen run.
   for a, b in zip(jax.tree.leaves(single["params"]), jax.tree.leaves(expected["params"]),
                   strict=True):
-    np.testing.assert_allclose(a[0], b[0], rtol=2e-3, atol=1e-4)
+    np.testing.assert_allclose(a[0], b[0], rtol=2e-3, atol=1e-3)
 
   # Evaluation with a video, and the policy in Python, as for state PPO.
   evaluated = subprocess.run(
