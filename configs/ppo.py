@@ -167,8 +167,8 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
     config.ppo.encoder_checkpoint = "encoders/cartpole32"
     config.intrinsic.kind = "none"
     # The learner of the state variant `cartpole_balance` (lr 1e-3, no entropy bonus): from
-    # states it put 3 of 3 seeds above 980 by 1.9M steps, where lr 3e-4 with entropy 0.01 got
-    # 2 of 3 by 1.6M and left the third at about 320 (docs/RESULTS.md, issue 24).
+    # states it put 3 of 3 seeds above 980 by 1.9M steps, where lr 3e-4 with entropy 0.01 put
+    # 2 of 3 above 800 by 1.4M and left the third at about 320 (docs/RESULTS.md, issue 24).
     config.total_steps = 3_000_000
   if arg == "cartpole_swingup_sparse_gpu":
     # mujoco_playground.config.dm_control_suite_params.brax_ppo_config, in our terms: Brax

@@ -88,7 +88,7 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
                                         "CartpoleBalanceSparse (20 agent steps"),
     ("--config.num_envs=100000000", "num_envs=100000000 needs at least"),
     # A learner whose keys the config file does not have.
-    ("--config.agent=drq", "config key env.obs_type is missing: agent=drq reads the keys of "
+    ("--config.agent=drq", "config key env_steps is missing: agent=drq reads the keys of "
                            "configs/drq.py"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(repo_root, override, expected, tmp_path):
