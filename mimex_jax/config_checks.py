@@ -70,6 +70,21 @@ def boolean(x):
   return isinstance(x, bool)
 
 
+def pixel_rules(min_image_size: int) -> List[Rule]:
+  """The `env.pixels` block's rules (DrQ's and PPO's); `min_image_size` is the smallest frame the
+  learner's conv encoder takes."""
+  from mimex_jax.envs.pixels import BACKENDS
+  size_rule = (lambda x: positive_int(x) and x >= min_image_size,
+               f"an integer >= {min_image_size} (the conv encoder's smallest input)")
+  return [
+      ("env.pixels.backend", lambda x: x in BACKENDS, f"one of {BACKENDS}"),
+      ("env.pixels.height", *size_rule),
+      ("env.pixels.width", *size_rule),
+      ("env.pixels.grayscale", boolean, "True or False"),
+      ("env.pixels.frame_stack", positive_int, "an integer >= 1"),
+  ]
+
+
 def _leaves(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
   """`(dotted key, value)` of every value in a config, tuples and lists entry by entry."""
   if hasattr(node, "items"):

@@ -4,21 +4,15 @@
 from typing import Any, List
 
 from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_int,
-                                     nonneg_number, positive_int, positive_number, unit_interval)
-from mimex_jax.envs.pixels import BACKENDS
+                                     nonneg_number, pixel_rules, positive_int, positive_number,
+                                     unit_interval)
 
 # Smallest image the DrQ encoder takes: a stride-2 3x3 conv, then three 3x3 convs.
 MIN_IMAGE_SIZE = 17
 
 RULES: List[Rule] = [
     ("env.obs_type", lambda x: x in ("pixels", "state"), "pixels or state"),
-    ("env.pixels.backend", lambda x: x in BACKENDS, f"one of {BACKENDS}"),
-    ("env.pixels.height", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
-     f"an integer >= {MIN_IMAGE_SIZE} (the conv encoder's smallest input)"),
-    ("env.pixels.width", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
-     f"an integer >= {MIN_IMAGE_SIZE} (the conv encoder's smallest input)"),
-    ("env.pixels.grayscale", boolean, "True or False"),
-    ("env.pixels.frame_stack", positive_int, "an integer >= 1"),
+    *pixel_rules(MIN_IMAGE_SIZE),
     ("env_steps", positive_int, "an integer >= 1 (env steps per env per update)"),
     ("updates_per_step", positive_int, "an integer >= 1"),
     ("replay.capacity", positive_int, "an integer >= 1 (transitions over all devices)"),

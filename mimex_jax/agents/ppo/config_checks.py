@@ -4,8 +4,8 @@ block."""
 from typing import Any, List
 
 from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_number,
-                                     positive_int, positive_number, sizes, unit_interval)
-from mimex_jax.envs.pixels import BACKENDS
+                                     pixel_rules, positive_int, positive_number, sizes,
+                                     unit_interval)
 from mimex_jax.networks.conv import MIN_IMAGE_SIZE
 from mimex_jax.networks.mlp import ACTIVATIONS
 
@@ -39,13 +39,7 @@ RULES: List[Rule] = [
     ("env.obs_type", lambda x: x in ("pixels", "state"), "pixels or state"),
 ]
 PIXEL_RULES: List[Rule] = [
-    ("env.pixels.backend", lambda x: x in BACKENDS, f"one of {BACKENDS}"),
-    ("env.pixels.height", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
-     f"an integer >= {MIN_IMAGE_SIZE} (the smallest frame the conv torso takes)"),
-    ("env.pixels.width", lambda x: positive_int(x) and x >= MIN_IMAGE_SIZE,
-     f"an integer >= {MIN_IMAGE_SIZE} (the smallest frame the conv torso takes)"),
-    ("env.pixels.grayscale", boolean, "True or False"),
-    ("env.pixels.frame_stack", positive_int, "an integer >= 1"),
+    *pixel_rules(MIN_IMAGE_SIZE),
     ("ppo.encoder", lambda x: x in ENCODERS, " or ".join(ENCODERS)),
     ("ppo.encoder_checkpoint", lambda x: isinstance(x, str), "a folder written by "
      "`python -m mimex_jax.pretrain`"),
