@@ -292,8 +292,9 @@ def seeds_vmappable(config: Any, env, platform: str) -> bool:
   MIMEx, stopped advancing at 0% CPU before their first update (jax 0.10.2, 2 cores)."""
   if not renders_any_batch(env):
     return False
+  env, ppo = config.get("env") or {}, config.get("ppo") or {}
   convolutions = config.get("agent", "ppo") == "drq" or (
-      config.env.get("obs_type", "state") == "pixels" and config.ppo.get("encoder") == "conv")
+      env.get("obs_type", "state") == "pixels" and ppo.get("encoder") == "conv")
   return not (convolutions and platform == "cpu")
 
 

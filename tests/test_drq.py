@@ -393,4 +393,10 @@ def test_seeds_run_one_by_one_on_cpu_and_vmapped_elsewhere():
   assert seeds_vmappable(drq, any_batch, "gpu")
   assert seeds_vmappable(ppo, any_batch, "cpu")
   assert not seeds_vmappable(ppo, fixed_batch, "gpu")
+  conv = config_dict.ConfigDict({"agent": "ppo", "env": {"obs_type": "pixels"},
+                                 "ppo": {"encoder": "conv"}})
+  frozen = config_dict.ConfigDict({"agent": "ppo", "env": {"obs_type": "pixels"},
+                                   "ppo": {"encoder": "frozen"}})
+  assert not seeds_vmappable(conv, any_batch, "cpu") and seeds_vmappable(conv, any_batch, "gpu")
+  assert seeds_vmappable(frozen, any_batch, "cpu")  # no convolutions: the encoder is a ViT
 
