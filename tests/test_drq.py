@@ -379,24 +379,3 @@ def test_bad_drq_input_is_one_line_and_exit_code_2(repo_root, tmp_path, override
   assert "Traceback" not in result.stderr
   errors = [line for line in result.stderr.splitlines() if "error:" in line]
   assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-
-
-def test_seeds_run_one_by_one_on_cpu_and_vmapped_elsewhere():
-  from types import SimpleNamespace
-  from ml_collections import config_dict
-  from mimex_jax.train import seeds_vmappable
-  any_batch = SimpleNamespace(backend=SimpleNamespace())
-  fixed_batch = SimpleNamespace(backend=SimpleNamespace(fixed_batch=8))  # warp pixels
-  drq = config_dict.ConfigDict({"agent": "drq"})
-  ppo = config_dict.ConfigDict({"agent": "ppo"})
-  assert not seeds_vmappable(drq, any_batch, "cpu")  # grouped convolutions, stalls
-  assert seeds_vmappable(drq, any_batch, "gpu")
-  assert seeds_vmappable(ppo, any_batch, "cpu")
-  assert not seeds_vmappable(ppo, fixed_batch, "gpu")
-  conv = config_dict.ConfigDict({"agent": "ppo", "env": {"obs_type": "pixels"},
-                                 "ppo": {"encoder": "conv"}})
-  frozen = config_dict.ConfigDict({"agent": "ppo", "env": {"obs_type": "pixels"},
-                                   "ppo": {"encoder": "frozen"}})
-  assert not seeds_vmappable(conv, any_batch, "cpu") and seeds_vmappable(conv, any_batch, "gpu")
-  assert seeds_vmappable(frozen, any_batch, "cpu")  # no convolutions: the encoder is a ViT
-
