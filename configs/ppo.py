@@ -133,6 +133,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   # > 0: a penalty on policy means past the action bounds, bounds_coef * (|mean| - 1)^2 summed
   # over action dimensions (a pull back from where the clipped action no longer depends on them)
   config.ppo.bounds_coef = 0.0
+  # A second critic output for the intrinsic return (discount intrinsic.return_discount), each
+  # head with its own GAE and value loss; the policy follows the sum of the advantages (RND's).
+  config.ppo.intrinsic_value_head = False
   config.ppo.squash_mean = False  # tanh on the policy mean, keeping it inside the action bounds
   config.ppo.min_std = 0.0  # floor under the action std (std = min_std + exp(param))
   config.ppo.max_std = 0.0  # > 0: the std stays between min_std and this (a sigmoid); 0: unbounded

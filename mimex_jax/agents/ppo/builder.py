@@ -32,7 +32,8 @@ def build(config: Any):
                                       config.env.pixels.backend if pixels else None))
   steps_per_update = config.num_envs * config.unroll_length * config.env.action_repeat
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
-  ppo = PPO(env.observation_shape, env.action_size, config.ppo, total_updates, parallel.AXIS)
+  ppo = PPO(env.observation_shape, env.action_size, config.ppo, total_updates, parallel.AXIS,
+            intrinsic_discount=config.intrinsic.return_discount)
   bonus_size = ConvTorso().feature_dim if ppo.pixels else env.observation_size
   bonus = intrinsic.make(config.intrinsic, bonus_size, env.action_size, parallel.AXIS)
   fused = FusedStep(vector_env, ppo, bonus, unroll_length=config.unroll_length,

@@ -31,6 +31,7 @@ RULES: List[Rule] = [
     ("ppo.init_std", positive_number, "a number > 0"),
     ("ppo.advantage_std_floor", nonneg_number, "a number >= 0"),
     ("ppo.squash_mean", boolean, "True or False"),
+    ("ppo.intrinsic_value_head", boolean, "True or False"),
     ("ppo.min_std", nonneg_number, "a number >= 0, below ppo.init_std"),
     ("ppo.max_std", nonneg_number, "a number >= 0 (0: no bound), above ppo.init_std"),
     ("ppo.policy_hidden_sizes", sizes, "a tuple of integers >= 1"),

@@ -24,10 +24,12 @@ class PPOBatch(NamedTuple):
   obs: jax.Array
   action: jax.Array
   log_prob: jax.Array
-  reward: jax.Array  # extrinsic plus weighted intrinsic
+  reward: jax.Array  # extrinsic plus weighted intrinsic; extrinsic only with two value heads
   terminated: jax.Array
   done: jax.Array
   next_obs: jax.Array
+  # The weighted intrinsic reward, given only to a learner with `ppo.intrinsic_value_head`.
+  intrinsic_reward: Optional[jax.Array] = None
 
 
 class PPO:
@@ -36,17 +38,26 @@ class PPO:
   `obs_shape` is a vector's size, or `(H, W, C)` for uint8 frames: the policy and the critic then
   each read them through a conv torso of their own (`networks/conv.py`), and `features` is the
   policy's torso output.
+
+  `config.intrinsic_value_head`: the critic has a second output for the intrinsic return,
+  discounted by `intrinsic_discount` (RND's two value heads, Burda et al. 2018; episodic here,
+  cut at episode ends as the extrinsic one). Each head has its own GAE and value loss; the
+  policy follows the sum of the two advantages. The bonus keeps
+  paying after the goal is found, and one head would fit one blurred return to both.
   """
 
   def __init__(self, obs_shape: Union[int, Sequence[int]], action_size: int, config: Any,
-               total_updates: int, axis_name: Optional[str] = None):
+               total_updates: int, axis_name: Optional[str] = None,
+               intrinsic_discount: float = 0.99):
     self.config = config
+    self.two_heads = bool(config.get("intrinsic_value_head", False))
+    self.intrinsic_discount = intrinsic_discount
     self.axis_name = axis_name
     activation = ACTIVATIONS[config.activation]
     self.policy = GaussianPolicy(tuple(config.policy_hidden_sizes), action_size, activation,
                                  init_std=config.init_std, squash_mean=config.squash_mean,
                                  min_std=config.min_std, max_std=config.max_std)
-    self.value_fn = MLP(tuple(config.value_hidden_sizes), 1, activation)
+    self.value_fn = MLP(tuple(config.value_hidden_sizes), 2 if self.two_heads else 1, activation)
     self.obs_shape = (int(obs_shape),) if isinstance(obs_shape, int) else tuple(obs_shape)
     self.pixels = len(self.obs_shape) == 3
     if self.pixels:
@@ -92,15 +103,32 @@ class PPO:
         self.policy.apply(params.policy, obs, method=Encoded.features))
 
   def value(self, params: PPOParams, obs: jax.Array) -> jax.Array:
-    return self.value_fn.apply(params.value, obs)[..., 0]
+    """V(s) `[...]`, or `[..., 2]` (extrinsic, intrinsic) with two heads."""
+    values = self.value_fn.apply(params.value, obs)
+    return values if self.two_heads else values[..., 0]
+
+  def _advantages(self, batch: PPOBatch, values: jax.Array,
+                  next_values: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """Advantages `[T, B]` and value targets shaped as `values`."""
+    config = self.config
+    if not self.two_heads:
+      return compute_gae(batch.reward, values, next_values, batch.terminated, batch.done,
+                         config.discount, config.gae_lambda)
+    if batch.intrinsic_reward is None:
+      raise ValueError("PPO with intrinsic_value_head needs the batch's intrinsic_reward")
+    heads = [compute_gae(reward, values[..., i], next_values[..., i], batch.terminated,
+                         batch.done, discount, config.gae_lambda)
+             for i, (reward, discount) in enumerate(
+                 ((batch.reward, config.discount),
+                  (batch.intrinsic_reward, self.intrinsic_discount)))]
+    return heads[0][0] + heads[1][0], jnp.stack([heads[0][1], heads[1][1]], axis=-1)
 
   def update(self, params: PPOParams, opt_state: Any, batch: PPOBatch,
              key: jax.Array) -> Tuple[PPOParams, Any, Dict[str, jax.Array]]:
     config = self.config
     values = self.value(params, batch.obs)
     next_values = self.value(params, batch.next_obs)
-    advantages, targets = compute_gae(batch.reward, values, next_values, batch.terminated,
-                                      batch.done, config.discount, config.gae_lambda)
+    advantages, targets = self._advantages(batch, values, next_values)
     data = LossInputs(obs=batch.obs, action=batch.action, log_prob=batch.log_prob, value=values,
                       advantage=advantages, value_target=targets)
     # A minibatch is every env at a random subset of the time steps. Any device split of the
@@ -151,5 +179,9 @@ class PPO:
     (params, opt_state, _), metrics = jax.lax.scan(
         epoch, (params, opt_state, jnp.zeros((), bool)), jax.random.split(key, config.num_epochs))
     metrics = jax.tree.map(jnp.mean, metrics)
-    metrics["value_mean"] = values.mean()
+    if self.two_heads:
+      metrics["value_mean"] = values[..., 0].mean()
+      metrics["intrinsic_value_mean"] = values[..., 1].mean()
+    else:
+      metrics["value_mean"] = values.mean()
     return params, opt_state, metrics

@@ -43,9 +43,9 @@ class LossInputs(NamedTuple):
   obs: jax.Array
   action: jax.Array  # the unclipped Gaussian sample
   log_prob: jax.Array  # under the policy that acted
-  value: jax.Array  # V(s) when acting, for value clipping
+  value: jax.Array  # V(s) when acting, for value clipping; `[N, 2]` with two value heads
   advantage: jax.Array
-  value_target: jax.Array
+  value_target: jax.Array  # shaped as `value`
 
 
 def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: LossInputs,
@@ -80,6 +80,8 @@ def ppo_loss(policy_out: Tuple[jax.Array, jax.Array], value: jax.Array, batch: L
   if value_clip:
     clipped = batch.value + jnp.clip(value - batch.value, -clip_epsilon, clip_epsilon)
     value_error = jnp.maximum(value_error, jnp.square(clipped - batch.value_target))
+  if value_error.ndim == 2:  # two heads (extrinsic, intrinsic): each its own squared error
+    value_error = value_error.sum(axis=-1)
   value_loss = 0.5 * value_error.mean()
 
   entropy = gaussian_entropy(log_std).mean()

@@ -139,12 +139,17 @@ class FusedStep:
       intrinsic_returns, intrinsic_reward = normalization.normalize(
           intrinsic_returns, intrinsic_reward, self.intrinsic_discount, self.axis_name)
     weight = self.intrinsic_weight(state.update_step)
-    reward = self.reward_scale * rollout.reward + weight * intrinsic_reward
+    extrinsic = self.reward_scale * rollout.reward
+    if self.ppo.two_heads:  # each reward to its own value head
+      reward, head_intrinsic = extrinsic, weight * intrinsic_reward
+    else:
+      reward, head_intrinsic = extrinsic + weight * intrinsic_reward, None
 
     params, opt_state, learner_metrics = self.ppo.update(
         state.params, state.opt_state,
         PPOBatch(obs=obs, action=rollout.action, log_prob=rollout.log_prob, reward=reward,
-                 terminated=rollout.terminated, done=rollout.done, next_obs=next_obs),
+                 terminated=rollout.terminated, done=rollout.done, next_obs=next_obs,
+                 intrinsic_reward=head_intrinsic),
         learner_key)
     # Normalizer statistics change after the update, so the policy and the learner above both
     # saw the observations normalized the same way.
