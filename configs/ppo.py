@@ -87,6 +87,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
   config.env.pixels.grayscale = False
   config.env.pixels.frame_stack = 3  # frames (or, with a frozen encoder, their features) stacked
   config.env.pixels.camera = "0"  # camera name or index
+  # With a frozen encoder: the task's own joint state (`proprio(data)`, the arm tasks) after the
+  # features, as PixMC gives its PPO. The bonus still reads the features only.
+  config.env.proprio = False
 
   config.seed = 0
   # Join a multi-host run through jax.distributed (README, "Many hosts"); num_envs is then

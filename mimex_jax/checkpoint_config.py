@@ -19,7 +19,7 @@ ADDED_KEYS = {"env.imports": "", "env.reset_pool": "auto",  # the pool keeps epi
               # PPO from pixels: the pixel block as DrQ has had it from the start
               "env.obs_type": "state", "env.pixels.backend": "jax", "env.pixels.height": 84,
               "env.pixels.width": 84, "env.pixels.grayscale": False,
-              "env.pixels.frame_stack": 3, "env.pixels.camera": "0"}
+              "env.pixels.frame_stack": 3, "env.pixels.camera": "0", "env.proprio": False}
 
 
 # The layout of what a checkpoint holds. 1: everything saved before this number was recorded

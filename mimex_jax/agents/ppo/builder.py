@@ -34,13 +34,16 @@ def build(config: Any):
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
   ppo = PPO(env.observation_shape, env.action_size, config.ppo, total_updates, parallel.AXIS,
             intrinsic_discount=config.intrinsic.return_discount)
-  bonus_size = ConvTorso().feature_dim if ppo.pixels else env.observation_size
+  # The bonus reads a frozen encoder's features only, not the proprioception after them.
+  bonus_size = (ConvTorso().feature_dim if ppo.pixels else
+                getattr(env.backend, "features_size", env.observation_size))
   bonus = intrinsic.make(config.intrinsic, bonus_size, env.action_size, parallel.AXIS)
   fused = FusedStep(vector_env, ppo, bonus, unroll_length=config.unroll_length,
                     reward_scale=config.ppo.reward_scale, k_expl=config.intrinsic.k_expl,
                     anneal_k_expl=config.intrinsic.anneal, total_updates=total_updates,
                     normalize_intrinsic=config.intrinsic.normalize,
-                    intrinsic_discount=config.intrinsic.return_discount)
+                    intrinsic_discount=config.intrinsic.return_discount,
+                    bonus_obs_size=None if ppo.pixels else bonus_size)
   return eval_env, fused, steps_per_update, total_updates
 
 
@@ -67,4 +70,19 @@ def _make_env(config: Any, num_worlds: int) -> envs.Env:
     return env
   model, params = encoder_store.load(config.ppo.encoder_checkpoint)
   encode = lambda frame: model.apply(params, frame, method=ImageMAE.encode)  # noqa: E731
-  return encode_observations(env, encode, model.feature_size, block.frame_stack)
+  proprio, proprio_size = _proprio(config, env.backend.backend)
+  return encode_observations(env, encode, model.feature_size, block.frame_stack, proprio,
+                             proprio_size)
+
+
+def _proprio(config: Any, task: Any):
+  """`(proprio, size)` of the task's own state for `env.proprio`, or `(None, 0)`."""
+  if not config.env.get("proprio", False):
+    return None, 0
+  proprio = getattr(task, "proprio", None)
+  if proprio is None:
+    raise ConfigError(f"config key env.proprio=True: {config.env.name} defines no "
+                      "proprioceptive state (a `proprio(data)` method, as the arm tasks have); "
+                      "use env.proprio=False")
+  shape = jax.eval_shape(lambda key: proprio(task.reset(key).data), jax.random.PRNGKey(0)).shape
+  return proprio, int(shape[0])

@@ -38,6 +38,7 @@ RULES: List[Rule] = [
     ("ppo.value_hidden_sizes", sizes, "a tuple of integers >= 1"),
     ("ppo.activation", lambda x: x in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
     ("env.obs_type", lambda x: x in ("pixels", "state"), "pixels or state"),
+    ("env.proprio", boolean, "True or False"),
 ]
 PIXEL_RULES: List[Rule] = [
     *pixel_rules(MIN_IMAGE_SIZE),
@@ -53,6 +54,10 @@ def check(config: Any, device_count: int) -> None:
   check_rules(config, RULES)
   if config.env.obs_type == "pixels":
     _check_pixels(config)
+  elif config.env.proprio:
+    raise ConfigError("config key env.proprio=True adds the joint state beside a frozen "
+                      "encoder's features, and env.obs_type=state already observes the whole "
+                      "state; use env.obs_type=pixels, or env.proprio=False")
   if config.ppo.min_std >= config.ppo.init_std:
     raise ConfigError(
         f"config key ppo.min_std={config.ppo.min_std} is not below ppo.init_std="
@@ -78,6 +83,9 @@ def _check_pixels(config: Any) -> None:
     raise ConfigError("config key env.reset_pool='on' needs a renderer that draws a few envs at "
                       "a time, and warp draws all of a device's at once; use the jax renderer "
                       "or env.reset_pool=auto")
+  if config.env.proprio and config.ppo.encoder != "frozen":
+    raise ConfigError(f"config key env.proprio=True needs ppo.encoder=frozen (the conv torso "
+                      f"reads frames only), not {config.ppo.encoder!r}; use env.proprio=False")
   if config.ppo.encoder == "frozen":
     from mimex_jax import encoder_store  # reads the checkpoint's sizes before anything compiles
     pixels = config.env.pixels

@@ -2,7 +2,7 @@
 pure function `(train_state, key) -> (train_state, metrics)` that runs under `pmap`.
 """
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from brax.training.acme import running_statistics
 from flax import struct
@@ -48,7 +48,7 @@ class FusedStep:
   def __init__(self, env: VectorEnv, ppo: PPO, intrinsic: IntrinsicReward, unroll_length: int,
                reward_scale: float, k_expl: float, anneal_k_expl: bool, total_updates: int,
                normalize_intrinsic: bool = False, intrinsic_discount: float = 0.99,
-               axis_name: str = parallel.AXIS):
+               axis_name: str = parallel.AXIS, bonus_obs_size: Optional[int] = None):
     self.env = env
     self.ppo = ppo
     self.intrinsic = intrinsic
@@ -60,6 +60,7 @@ class FusedStep:
     self.normalize_intrinsic = normalize_intrinsic
     self.intrinsic_discount = intrinsic_discount
     self.axis_name = axis_name
+    self.bonus_obs_size = bonus_obs_size
 
   def init(self, shared_key: jax.Array, device_key: jax.Array) -> TrainState:
     """Parameters from `shared_key` (identical on all devices); each device starts its rows of
@@ -85,9 +86,14 @@ class FusedStep:
     return running_statistics.normalize(obs, normalizer, max_abs_value=OBS_CLIP)
 
   def bonus_features(self, params: PPOParams, obs: jax.Array) -> jax.Array:
-    """What the intrinsic reward scores: the (normalized) vectors, or the policy torso's
-    features of frames."""
-    return self.ppo.features(params, obs) if self.ppo.pixels else obs
+    """What the intrinsic reward scores: the (normalized) vectors (a frozen encoder's features
+    without the proprioception after them: `bonus_obs_size`), or the policy torso's features of
+    frames."""
+    if self.ppo.pixels:
+      return self.ppo.features(params, obs)
+    if self.bonus_obs_size is not None and self.bonus_obs_size < obs.shape[-1]:
+      return obs[..., :self.bonus_obs_size]
+    return obs
 
   def deterministic_policy(self, policy_args: Tuple[PPOParams, Any],
                            obs: jax.Array) -> jax.Array:

@@ -131,6 +131,11 @@ class ArmTaskEnv(mjx_env.MjxEnv):
     return jnp.concatenate([qpos, data.qvel[self._robot_dofs], self.grip_pos(data),
                             self.gripper_gap(data)[None]])
 
+  def proprio(self, data: mjx.Data) -> jax.Array:
+    """The arm's own state, what a robot knows without a camera (PixMC's proprioception): the
+    robot part of the state observation, without the object or the goal."""
+    return self._robot_obs(data).astype(jnp.float32)
+
   def _observe(self, data: mjx.Data, goal: jax.Array) -> jax.Array:
     return jnp.concatenate([self._robot_obs(data), self._task_obs(data, goal)]).astype(
         jnp.float32)
