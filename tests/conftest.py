@@ -50,6 +50,15 @@ def pytest_configure(config):
   enable_compilation_cache()  # starts the backend: after XLA_FLAGS
 
 
+def pytest_collection_modifyitems(config, items):
+  """A test marked `long` is also `slow`: the README's line (`not slow`) and CI's second command
+  (`slow and not long`) both leave it out; `-m long` runs it."""
+  del config
+  for item in items:
+    if item.get_closest_marker("long"):
+      item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def repo_root():
   return REPO

@@ -136,6 +136,7 @@ def _by_env(env_leaf):
   return moved.reshape((moved.shape[0], -1) + moved.shape[3:])
 
 
+@pytest.mark.long  # the fast suite compares 1 and 2 devices on the fused step itself
 def test_one_device_trains_what_two_devices_train(repo_root, uninterrupted, tmp_path):
   workdir = str(tmp_path / "one_device")
   result = subprocess.run(

@@ -75,7 +75,7 @@ _SLOW_TASKS = ("AcrobotSwingupSparse", "BallInCup", "FingerTurnHard", "PointMass
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.slow) if name in _SLOW_TASKS else name
+    pytest.param(name, marks=pytest.mark.long) if name in _SLOW_TASKS else name
     for name in sorted(_GOAL_STATES)])
 def test_steps_and_recognizes_its_goal(name):
   env = envs.make(name, episode_length=50)

@@ -223,7 +223,7 @@ def _state_config(drq_configs):
 
 
 @pytest.mark.parametrize("window_end", [
-    "obs", pytest.param("next_obs", marks=pytest.mark.slow)])  # the same step, other windows
+    "obs", pytest.param("next_obs", marks=pytest.mark.long)])  # the same step, other windows
 def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs, window_end):
   assert jax.local_device_count() == 2, "conftest forces two CPU devices"
   config = _state_config(drq_configs)
@@ -314,7 +314,7 @@ def _restored_params(workdir, update):
   return meta, restored
 
 
-@pytest.mark.slow  # a pixel DrQ CLI training, stopped and resumed
+@pytest.mark.long  # a pixel DrQ CLI training, stopped and resumed
 def test_pixel_smoke_run_end_to_end_and_exact_resume(repo_root, tmp_path):
   """DrQ + MIMEx from pixels through the CLI on 2 devices; a run stopped at update 6 and resumed
   (replay buffer included) ends with the same parameters as one that never stopped."""

@@ -124,7 +124,7 @@ def test_mjx_task_vectorized_deterministic_and_sparse_success():
   np.testing.assert_array_equal(reward, 0.0)
 
 
-@pytest.mark.slow  # the fast suite runs a Brax PipelineEnv through register (test_register)
+@pytest.mark.long  # the fast suite runs a Brax PipelineEnv through register (test_register)
 def test_brax_env_plugs_in_with_time_limit():
   env = envs.make("brax/inverted_pendulum", episode_length=3)
   assert env.observation_size == 4 and env.action_size == 1
@@ -199,7 +199,7 @@ def test_reset_pool_starts_are_fresh_independent_draws():
   assert abs(starts.mean() - 0.5) < 0.04 and abs(starts.std() - 12 ** -0.5) < 0.03
 
 
-@pytest.mark.slow  # the pool's logic is tested fast above and below on counting envs
+@pytest.mark.long  # the pool's logic is tested fast above and below on counting envs
 def test_reset_pool_mjx_initial_states_match_in_place_resets():
   """A real MJX task (randomized initial qpos) through the pool: the same starts as resetting
   in place, from a spread of initial states."""

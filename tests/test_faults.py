@@ -114,7 +114,7 @@ def _assert_stopped_for_the_disk(result, workdir):
   return last_good
 
 
-@pytest.mark.slow  # the fast suite fills a real (tmpfs) disk below, where it can mount one
+@pytest.mark.long  # the fast suite fills a real (tmpfs) disk below, where it can mount one
 def test_disk_full_during_a_save_stops_with_one_line_and_resumes(repo_root, tmp_path):
   workdir = str(tmp_path / "full")
   args = ["--config=configs/ppo.py:smoke", "--config.checkpoint.every=1", f"--workdir={workdir}"]
@@ -326,7 +326,7 @@ def test_non_finite_stop_names_the_keys_and_never_advises_a_resume(smoke_config,
 
 
 # ------------------------------------------------------------------------------ warp pixels
-@pytest.mark.slow  # 2 min cold on 2 cores; the fast suite checks the seed loop it relies on below
+@pytest.mark.long  # 2 min cold on 2 cores; the fast suite checks the seed loop it relies on below
 def test_warp_pixels_train_evaluate_and_load(repo_root, tmp_path):
   """MuJoCo Warp's renderer draws a fixed number of worlds, so nothing may vmap around it: the
   evaluation in training (over seeds) and the evaluation CLI (another episode count)."""
@@ -344,7 +344,7 @@ def test_warp_pixels_train_evaluate_and_load(repo_root, tmp_path):
   assert "over 3 episodes" in result.stdout
 
 
-@pytest.mark.slow  # about 1.5 min on 2 cores: two seeds of DrQ compile their own program
+@pytest.mark.long  # about 1.5 min on 2 cores: two seeds of DrQ compile their own program
 def test_warp_pixels_train_two_seeds_one_by_one(repo_root, tmp_path):
   pytest.importorskip("warp", reason="warp-lang is not installed: no Warp renderer to test")
   workdir = str(tmp_path / "warp_seeds")

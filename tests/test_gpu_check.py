@@ -10,7 +10,7 @@ import pytest
 from conftest import ENV
 
 
-@pytest.mark.slow
+@pytest.mark.long  # about 14 minutes and 13 GB on 2 cores (the warp stage)
 def test_gpu_check_runs_every_stage_at_cpu_sizes(repo_root, tmp_path):
   out = tmp_path / "gpu_check"
   result = subprocess.run(

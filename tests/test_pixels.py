@@ -23,7 +23,7 @@ def _moving_silhouette(mj_model, geom_ids):
 
 
 @pytest.mark.parametrize("name", [  # one DM Control model in the fast suite, all in the slow one
-    "CartpoleSwingupSparse", pytest.param("AcrobotSwingupSparse", marks=pytest.mark.slow),
+    "CartpoleSwingupSparse", pytest.param("AcrobotSwingupSparse", marks=pytest.mark.long),
     "ReachSparse"])
 def test_backends_agree_on_what_is_where(name):
   backend = envs.spec(name).build({})
@@ -92,7 +92,7 @@ def test_surface_normals_are_unit_vectors_for_every_geom_type():
   np.testing.assert_allclose(normals, expected, atol=1e-6)
 
 
-@pytest.mark.slow  # a renderer detail on one model (FingerTurnHard's target site)
+@pytest.mark.long  # a renderer detail on one model (FingerTurnHard's target site)
 def test_visible_sites_are_drawn():
   """FingerTurnHard's target is a site on a mocap body: moving only it must change the image."""
   backend = envs.spec("FingerTurnHard").build({})
@@ -109,7 +109,7 @@ def test_visible_sites_are_drawn():
 
 
 @pytest.mark.parametrize("reset_pool", [
-    False, pytest.param(True, marks=pytest.mark.slow)])  # test_envs checks the pool's resets
+    False, pytest.param(True, marks=pytest.mark.long)])  # test_envs checks the pool's resets
 def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
   env, vector_envs, steps, _ = cartpole_pixels
   vector_env, step = vector_envs[reset_pool], steps[reset_pool]
@@ -157,7 +157,7 @@ def test_action_repeat_stacks_one_frame_per_agent_step(cartpole_pixels):
   _check_action_repeat(env, state, stepped, each, channels=1)
 
 
-@pytest.mark.slow  # warp's images are checked in the fast suite by the backends' agreement
+@pytest.mark.long  # warp's images are checked in the fast suite by the backends' agreement
 def test_action_repeat_with_warp_renders_a_batch_of_its_world_count():
   spec = pixels.PixelSpec(backend="warp", height=32, width=32, frame_stack=2)
   env = envs.make("CartpoleSwingupSparse", obs_type="pixels", pixels=spec, num_worlds=_WORLDS,

@@ -107,7 +107,7 @@ def test_frozen_encoder_features_are_the_checkpoints_own_after_training(smoke_co
   assert (2 * model.feature_size, 16) in shapes, shapes
 
 
-@pytest.mark.slow  # compiles a pixel PPO step with conv torsos
+@pytest.mark.long  # compiles a pixel PPO step with conv torsos
 def test_conv_torso_trains_and_the_bonus_reads_its_detached_features(smoke_config):
   config = _pixel_config(smoke_config, "conv")
   _, fused, _, _ = build(config)
@@ -172,7 +172,7 @@ def _arrays(workdir, update):
   return checkpoint_lib.read_arrays(os.path.join(workdir, "checkpoints"), update)
 
 
-@pytest.mark.slow  # four CLI trainings of pixel PPO, one on one device
+@pytest.mark.long  # four CLI trainings of pixel PPO (about 7 min each encoder)
 @pytest.mark.parametrize("encoder", ["frozen", "conv"])
 def test_pixel_run_resumes_exactly_and_one_device_trains_what_two_do(repo_root, tmp_path,
                                                                      encoder, encoder_dir):

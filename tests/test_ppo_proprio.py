@@ -44,6 +44,7 @@ def _config(smoke_config, encoder_dir, task="ReachSparse", encoder="frozen"):
   return config
 
 
+@pytest.mark.long  # the arm's reset and renderer compile (about a minute)
 def test_the_observation_is_the_features_then_the_arms_state(smoke_config, encoder_dir):
   config = _config(smoke_config, encoder_dir)
   check(config, 2)

@@ -86,6 +86,7 @@ def test_two_heads_need_the_intrinsic_reward(repo_root):
     ppo.update(params, opt_state, _batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(2))
 
 
+@pytest.mark.long  # a CLI run that compiles a step of its own
 def test_a_run_with_two_heads_trains_and_logs_the_intrinsic_value(repo_root, tmp_path):
   import json
   from cli_runner import run_train

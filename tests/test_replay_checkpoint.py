@@ -37,7 +37,7 @@ NOT_SAVED = "the replay buffer was not saved in"
 
 # The staged run costs about 1.5 min of compiles (four CLI trainings); the fast suite keeps the
 # key's checks (below) and the DrQ resume with the buffer (tests/test_drq.py).
-_STAGED = pytest.mark.slow
+_STAGED = pytest.mark.long
 
 
 @pytest.fixture(scope="module")

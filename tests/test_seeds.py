@@ -49,6 +49,7 @@ def test_two_seeds_differ_and_each_equals_its_single_seed_run(smoke_config):
     assert checked > 200
 
 
+@pytest.mark.long  # a MIMEx CLI run of two seeds
 def test_cli_trains_two_seeds_and_logs_each(repo_root, tmp_path):
   import json
   import subprocess
@@ -71,6 +72,7 @@ def test_cli_trains_two_seeds_and_logs_each(repo_root, tmp_path):
 
 
 # 7 min on 2 busy cores: DrQ's smoke run compiles, and runs two seeds one by one.
+@pytest.mark.long  # two DrQ seeds, each compiling its own program
 def test_cli_trains_two_drq_seeds_on_cpu(repo_root, tmp_path):
   import json
   import subprocess
