@@ -59,6 +59,19 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(pytest.mark.slow)
 
 
+def pretrain_smoke_encoder(workdir: str, steps: int, log=lambda line: None) -> str:
+  """Writes a smoke-sized encoder (16x16 CartpoleBalance frames) pretrained for `steps` Adam
+  steps into `workdir`, as `python -m mimex_jax.pretrain` does."""
+  import sys
+  sys.path.insert(0, REPO)
+  from configs import pretrain as pretrain_configs
+  from mimex_jax import pretrain
+  config = pretrain_configs.get_config("smoke")
+  config.train.steps = steps
+  pretrain.pretrain(config, workdir, log=log)
+  return workdir
+
+
 @pytest.fixture(scope="session")
 def repo_root():
   return REPO

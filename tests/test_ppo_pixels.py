@@ -16,7 +16,7 @@ from mimex_jax.agents import build
 from mimex_jax.networks import image_mae
 
 from cli_runner import run_train
-from conftest import ENV, REPO, xla_flags
+from conftest import ENV, pretrain_smoke_encoder, xla_flags
 
 SIZE = 16  # frames of the smoke encoder
 
@@ -24,14 +24,8 @@ SIZE = 16  # frames of the smoke encoder
 @pytest.fixture(scope="module")
 def encoder_dir(tmp_path_factory):
   """A smoke-sized encoder pretrained on CartpoleBalance frames, and its pretraining's log."""
-  sys.path.insert(0, REPO)
-  from configs import pretrain as pretrain_configs
-  from mimex_jax import pretrain
-  config = pretrain_configs.get_config("smoke")
-  config.train.steps = 60
-  workdir = str(tmp_path_factory.mktemp("encoder"))
   lines = []
-  pretrain.pretrain(config, workdir, log=lines.append)
+  workdir = pretrain_smoke_encoder(str(tmp_path_factory.mktemp("encoder")), 60, lines.append)
   return workdir, lines
 
 

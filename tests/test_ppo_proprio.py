@@ -1,7 +1,6 @@
 """`env.proprio`: the arm's joint state beside a frozen encoder's features (issue 24), which the
 policy reads and the bonus does not."""
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,21 +13,14 @@ from mimex_jax.agents.ppo import builder
 from mimex_jax.config_checks import ConfigError
 from mimex_jax.networks import image_mae
 
-from conftest import REPO
+from conftest import pretrain_smoke_encoder
 
 SIZE = 16
 
 
 @pytest.fixture(scope="module")
 def encoder_dir(tmp_path_factory):
-  sys.path.insert(0, REPO)
-  from configs import pretrain as pretrain_configs
-  from mimex_jax import pretrain
-  config = pretrain_configs.get_config("smoke")
-  config.train.steps = 2
-  workdir = str(tmp_path_factory.mktemp("encoder"))
-  pretrain.pretrain(config, workdir, log=lambda line: None)
-  return workdir
+  return pretrain_smoke_encoder(str(tmp_path_factory.mktemp("encoder")), 2)
 
 
 def _config(smoke_config, encoder_dir, task="ReachSparse", encoder="frozen"):
