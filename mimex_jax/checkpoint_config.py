@@ -15,7 +15,8 @@ ADDED_KEYS = {"env.imports": "", "env.reset_pool": "auto",  # the pool keeps epi
               "intrinsic.train_fraction": 1.0, "intrinsic.window_end": "obs",
               "ppo.squash_mean": False, "ppo.min_std": 0.0,
               "ppo.advantage_std_floor": 0.0, "ppo.max_std": 0.0, "ppo.target_kl": 0.0,
-              "ppo.bounds_coef": 0.0, "ppo.intrinsic_value_head": False, "ppo.encoder": "frozen", "ppo.encoder_checkpoint": "",
+              "ppo.bounds_coef": 0.0, "ppo.intrinsic_value_head": False,
+              "ppo.encoder": "frozen", "ppo.encoder_checkpoint": "",
               # PPO from pixels: the pixel block as DrQ has had it from the start
               "env.obs_type": "state", "env.pixels.backend": "jax", "env.pixels.height": 84,
               "env.pixels.width": 84, "env.pixels.grayscale": False,

@@ -154,6 +154,8 @@ def test_bounded_std_starts_at_init_std_and_stays_between_its_bounds():
     ("advantage_std_floor", -0.01, r"^config key ppo.advantage_std_floor=-0.01 is invalid"),
     ("squash_mean", "yes", r"^config key ppo.squash_mean='yes' is invalid; allowed: True or False"),
     ("target_kl", -0.1, r"^config key ppo.target_kl=-0.1 is invalid; allowed: a number >= 0"),
+    ("intrinsic_value_head", 1, r"^config key ppo.intrinsic_value_head=1 is invalid; allowed: "
+     r"True or False"),
 ])
 def test_std_and_advantage_keys_are_checked(repo_root, key, value, message):
   import sys

@@ -66,6 +66,14 @@ def test_the_bonus_reads_the_features_and_not_the_joint_state(smoke_config, enco
   np.testing.assert_array_equal(fused.bonus_features(None, obs), obs[..., :features])
 
 
+def test_proprio_must_be_a_bool(smoke_config, encoder_dir):
+  config = _config(smoke_config, encoder_dir)
+  config.env = {**config.env.to_dict(), "proprio": "yes"}  # past ml_collections' type lock
+  with pytest.raises(ConfigError, match=r"^config key env.proprio='yes' is invalid; allowed: "
+                                        r"True or False$"):
+    check(config, 2)
+
+
 @pytest.mark.parametrize("task, encoder, obs_type, message", [
     ("CartpoleBalance", "frozen", "pixels", r"^config key env.proprio=True: CartpoleBalance "
      r"defines no proprioceptive state"),

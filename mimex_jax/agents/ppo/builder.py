@@ -43,7 +43,7 @@ def build(config: Any):
                     anneal_k_expl=config.intrinsic.anneal, total_updates=total_updates,
                     normalize_intrinsic=config.intrinsic.normalize,
                     intrinsic_discount=config.intrinsic.return_discount,
-                    bonus_obs_size=None if ppo.pixels else bonus_size)
+                    bonus_obs_size=bonus_size)
   return eval_env, fused, steps_per_update, total_updates
 
 

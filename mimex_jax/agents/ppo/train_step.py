@@ -91,9 +91,7 @@ class FusedStep:
     frames."""
     if self.ppo.pixels:
       return self.ppo.features(params, obs)
-    if self.bonus_obs_size is not None and self.bonus_obs_size < obs.shape[-1]:
-      return obs[..., :self.bonus_obs_size]
-    return obs
+    return obs if self.bonus_obs_size is None else obs[..., :self.bonus_obs_size]
 
   def deterministic_policy(self, policy_args: Tuple[PPOParams, Any],
                            obs: jax.Array) -> jax.Array:
