@@ -7,6 +7,7 @@ A backend is any object with `reset(key) -> s`, `step(s, action) -> s`, `observa
 `brax.envs.Env` both are such objects, so neither needs an adapter class.
 """
 
+import functools
 import math
 from typing import Any, Callable, Optional, Tuple
 
@@ -71,8 +72,10 @@ class Env:
   def success_defined(self) -> bool:
     return self.success_fn is not None or self.success_threshold is not None
 
-  @property
+  @functools.cached_property
   def observation_shape(self) -> Tuple[int, ...]:
+    # Asked once: Playground's `observation_size` traces a whole reset (MJX's forward pass) to
+    # find it, which cost about 2 s each time a training built its networks, steps and evaluators.
     size = self.backend.observation_size
     if isinstance(size, dict):  # Playground reports dict sizes for dict observations
       raise ValueError(f"{self.name}: dict observations are not supported yet ({size}).")
