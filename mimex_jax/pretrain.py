@@ -22,8 +22,8 @@ import numpy as np
 import optax
 
 from mimex_jax import encoder_store, envs
-from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, positive_int,
-                                     positive_number, unit_interval)
+from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_number,
+                                     positive_int, positive_number, unit_interval)
 from mimex_jax.envs.pixels import BACKENDS, PixelSpec
 from mimex_jax.networks import image_mae
 
@@ -56,6 +56,7 @@ RULES: List[Rule] = [
     ("train.mask_ratio", lambda x: unit_interval(x) and x < 1, "a number in [0, 1)"),
     ("train.holdout", lambda x: unit_interval(x) and x < 1, "a number in [0, 1)"),
     ("train.norm_pix_loss", boolean, "True or False"),
+    ("train.visible_loss_weight", nonneg_number, "a number >= 0"),
 ]
 
 
@@ -146,7 +147,8 @@ def train_model(config: Any, model: image_mae.ImageMAE, frames: np.ndarray, key:
                                  train_config.mask_ratio)
     (loss, _), grads = jax.value_and_grad(image_mae.reconstruction_loss, argnums=1,
                                           has_aux=True)(model, params, batch, keep,
-                                                        train_config.norm_pix_loss)
+                                                        train_config.norm_pix_loss,
+                                                        train_config.visible_loss_weight)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 

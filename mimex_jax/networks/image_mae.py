@@ -121,13 +121,17 @@ def normalize_patches(patches: jax.Array) -> jax.Array:
 
 
 def reconstruction_loss(model: ImageMAE, params, images: jax.Array, keep: jax.Array,
-                        norm_pix: bool = False) -> Tuple[jax.Array, jax.Array]:
+                        norm_pix: bool = False,
+                        visible_weight: float = 0.0) -> Tuple[jax.Array, jax.Array]:
   """Mean squared error over the hidden patches (of standardized patches with `norm_pix`),
-  and the reconstructed patches."""
+  and the reconstructed patches. With `visible_weight` > 0 the visible patches' error counts
+  too, at that weight per patch: their tokens then have to keep their own patch's content (a
+  thin pole's exact angle), not only what predicts the hidden ones."""
   prediction = model.apply(params, images, keep)
   target = patchify(images, model.patch_size)
   if norm_pix:
     target = normalize_patches(target)
   hidden = jnp.ones(target.shape[:2]).at[jnp.arange(images.shape[0])[:, None], keep].set(0.0)
   error = jnp.mean(jnp.square(prediction - target), axis=-1)
-  return jnp.sum(error * hidden) / jnp.maximum(jnp.sum(hidden), 1.0), prediction
+  weight = hidden + visible_weight * (1.0 - hidden)
+  return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0), prediction
