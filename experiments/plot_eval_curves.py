@@ -34,13 +34,19 @@ def main():
   parser.add_argument("runs", nargs="+", help="WORKDIR[+WORKDIR...][:LABEL]")
   parser.add_argument("--threshold", type=float, default=600.0)
   parser.add_argument("--out", required=True, help="the .png to write")
+  parser.add_argument("--columns", type=int, default=0,
+                      help="panels per row (0: all in one row)")
   args = parser.parse_args()
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(args.runs), figsize=(4.5 * len(args.runs), 3.6), squeeze=False,
+  columns = min(args.columns or len(args.runs), len(args.runs))
+  rows = -(-len(args.runs) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False,
                            sharey=True)
-  for ax, run in zip(axes[0], args.runs):
+  for ax in axes.flat[len(args.runs):]:
+    ax.set_visible(False)
+  for ax, run in zip(axes.flat, args.runs):
     workdir, _, label = run.partition(":")
     label = label or os.path.basename(os.path.normpath(workdir.split("+")[0]))
     parts = [eval_curves(d) for d in workdir.split("+")]
@@ -58,7 +64,8 @@ def main():
     ax.set_title(label, fontsize=10)
     ax.set_xlabel("env steps per seed (M)")
     ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel("deterministic eval return")
+  for row in axes:
+    row[0].set_ylabel("deterministic eval return")
   axes[0][0].legend(fontsize=7)
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
