@@ -25,12 +25,19 @@ import numpy as np
 from mimex_jax import agents
 from mimex_jax.envs import VectorEnv
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A PPO config with obs_type=pixels.")
-_ENVS = flags.DEFINE_integer("envs", 32, "Envs run side by side; a quarter are held out.")
-_STEPS = flags.DEFINE_integer("steps", 600, "Agent steps per env.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the envs and the actions.")
-_OUT = flags.DEFINE_string("out", None, "Also write the R^2 table here as JSON.")
-_MLP_STEPS = flags.DEFINE_integer("mlp_steps", 3000, "Adam steps of the MLP probe (0: none).")
+# Its own flag set: importing this module next to the trainer (which defines `--config` in
+# absl's global set, as tests do) must not define a flag twice.
+_FLAGS = flags.FlagValues()
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A PPO config with obs_type=pixels.",
+                                          flag_values=_FLAGS)
+_ENVS = flags.DEFINE_integer("envs", 32, "Envs run side by side; a quarter are held out.",
+                             flag_values=_FLAGS)
+_STEPS = flags.DEFINE_integer("steps", 600, "Agent steps per env.", flag_values=_FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the envs and the actions.", flag_values=_FLAGS)
+_OUT = flags.DEFINE_string("out", None, "Also write the R^2 table here as JSON.",
+                           flag_values=_FLAGS)
+_MLP_STEPS = flags.DEFINE_integer("mlp_steps", 3000, "Adam steps of the MLP probe (0: none).",
+                                  flag_values=_FLAGS)
 _PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -183,5 +190,14 @@ def main(argv):
                  "r2": table}, f, indent=1, default=str)
 
 
+def _parse(argv):
+  flags.FLAGS(argv[:1])  # absl's own flags (logging) at their defaults
+  try:
+    return _FLAGS(argv)
+  except flags.Error as e:
+    print(f"encoder_probe: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse)

@@ -11,12 +11,19 @@ _PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments",
                      "encoder_probe.py")
 
 
-@functools.cache  # the script defines absl flags, which may be defined only once
+@functools.cache
 def _module():
   spec = importlib.util.spec_from_file_location("encoder_probe", _PATH)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def test_loads_beside_the_trainers_flags():
+  """The trainer defines `--config` in absl's global flags; the probe keeps its own."""
+  from mimex_jax import cli  # noqa: F401
+  spec = importlib.util.spec_from_file_location("encoder_probe_again", _PATH)
+  spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def _data(seed=0, rows=800, features=20):
