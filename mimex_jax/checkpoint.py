@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import jax
@@ -240,8 +241,15 @@ class Checkpointer:
     removed = []
     for name in sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else []:
       if ".orbax-checkpoint-tmp" in name:
-        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
-        removed.append(os.path.join(self.directory, name))
+        path = os.path.join(self.directory, name)
+        # A writer thread of the failed save may still be adding files when the first error
+        # surfaces; rmtree then leaves the folder behind ("directory not empty"). Try again.
+        for _ in range(100):
+          shutil.rmtree(path, ignore_errors=True)
+          if not os.path.exists(path):
+            break
+          time.sleep(0.05)
+        removed.append(path)
     self.manager.reload()
     return removed
 
