@@ -235,23 +235,32 @@ class Checkpointer:
       await_cleanup()
     self.manager.close()
 
-  def remove_partial_saves(self) -> List[str]:
+  def remove_partial_saves(self, settle_seconds: float = 1.0) -> List[str]:
     """Deletes the temporary folders of saves that did not complete (a save that failed on a
     full disk leaves one); returns their paths."""
-    removed = []
-    for name in sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else []:
-      if ".orbax-checkpoint-tmp" in name:
+    try:  # the failed save's other writer threads: let them end before deleting under them
+      self.manager.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except  (the failure is already being reported)
+      pass
+    removed = {}
+    # A writer thread still running when the first error surfaced can add files (rmtree then
+    # leaves the folder) or make the folder again after it was deleted: delete until none has
+    # appeared for `settle_seconds` (at most 20 rounds).
+    quiet_since = time.time()
+    for _ in range(20):
+      names = [n for n in (sorted(os.listdir(self.directory))
+                           if os.path.isdir(self.directory) else [])
+               if ".orbax-checkpoint-tmp" in n]
+      for name in names:
         path = os.path.join(self.directory, name)
-        # A writer thread of the failed save may still be adding files when the first error
-        # surfaces; rmtree then leaves the folder behind ("directory not empty"). Try again.
-        for _ in range(100):
-          shutil.rmtree(path, ignore_errors=True)
-          if not os.path.exists(path):
-            break
-          time.sleep(0.05)
-        removed.append(path)
+        shutil.rmtree(path, ignore_errors=True)
+        removed[path] = True
+        quiet_since = time.time()
+      if not names and time.time() - quiet_since >= settle_seconds:
+        break
+      time.sleep(0.1 if names else settle_seconds / 4)
     self.manager.reload()
-    return removed
+    return list(removed)
 
   def set_aside(self, update: int) -> str:
     """Renames the damaged checkpoint `update` to `<update>.damaged` (`.damaged.2`, ... if that
