@@ -18,6 +18,7 @@ host copy of the state, so the next (donating) update step can start at once.
 """
 
 import errno
+import glob
 import logging
 import os
 import re
@@ -242,25 +243,17 @@ class Checkpointer:
       self.manager.wait_until_finished()
     except Exception:  # pylint: disable=broad-except  (the failure is already being reported)
       pass
-    removed = {}
-    # A writer thread still running when the first error surfaced can add files (rmtree then
-    # leaves the folder) or make the folder again after it was deleted: delete until none has
-    # appeared for `settle_seconds` (at most 20 rounds).
-    quiet_since = time.time()
-    for _ in range(20):
-      names = [n for n in (sorted(os.listdir(self.directory))
-                           if os.path.isdir(self.directory) else [])
-               if ".orbax-checkpoint-tmp" in n]
-      for name in names:
-        path = os.path.join(self.directory, name)
+    # A writer thread still running when the first error surfaced can add files or make the
+    # folder again: delete until none has reappeared for `settle_seconds` (10 s at most).
+    removed, quiet_until, give_up = [], time.time() + settle_seconds, time.time() + 10.0
+    while time.time() < min(quiet_until, give_up):
+      for path in glob.glob(os.path.join(glob.escape(self.directory), "*.orbax-checkpoint-tmp*")):
         shutil.rmtree(path, ignore_errors=True)
-        removed[path] = True
-        quiet_since = time.time()
-      if not names and time.time() - quiet_since >= settle_seconds:
-        break
-      time.sleep(0.1 if names else settle_seconds / 4)
+        removed += [] if path in removed else [path]
+        quiet_until = time.time() + settle_seconds
+      time.sleep(0.05)
     self.manager.reload()
-    return list(removed)
+    return sorted(removed)
 
   def set_aside(self, update: int) -> str:
     """Renames the damaged checkpoint `update` to `<update>.damaged` (`.damaged.2`, ... if that
