@@ -156,6 +156,12 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   # Shift each sampled MIMEx sequence (pixels) by one random pad-`aug_pad` shift shared by its
   # frames before embedding it, as the reference does; False embeds the frames unshifted.
   config.drq.augment_intrinsic = True
+  # Which encoder parameters embed the bonus's inputs: current (each update's own, the
+  # reference's) | step_start (the fused step's starting ones, for all its updates in one pass;
+  # at most updates_per_step - 1 steps older) | auto (step_start on CPU, where the learner's
+  # updates are unrolled: a copy of the bonus in each made DrQ + MIMEx compile for 5 minutes in
+  # 14.5 GB; current elsewhere). From states both give the same numbers.
+  config.drq.bonus_encoder = "auto"
   # What fills a MIMEx window's positions from before its episode began: zeros (zero
   # embeddings, our default since the first DrQ runs, so recorded results stay comparable; the
   # padding is the same vector whatever the encoder learns) | blank_frame (the reference's:

@@ -11,7 +11,7 @@ RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "ev
 # Keys added after runs were saved, with the value that trains as the code did before the key
 # existed: a checkpoint without the key resumes when the current config holds that value.
 ADDED_KEYS = {"env.imports": "", "env.reset_pool": "auto",  # the pool keeps episodes the same
-              "drq.intrinsic_padding": "zeros",
+              "drq.intrinsic_padding": "zeros", "drq.bonus_encoder": "current",
               "intrinsic.train_fraction": 1.0, "intrinsic.window_end": "obs",
               "ppo.squash_mean": False, "ppo.min_std": 0.0,
               "ppo.advantage_std_floor": 0.0, "ppo.max_std": 0.0, "ppo.target_kl": 0.0,

@@ -36,6 +36,10 @@ def build(config: Any):
   frame_stack = config.env.pixels.frame_stack if config.env.obs_type == "pixels" else 1
   # MIMEx reads windows ending where intrinsic.window_end says; RND and ICM read next_obs only.
   mimex = config.intrinsic.kind == "mimex"
+  on_cpu = jax.default_backend() == "cpu"
+  bonus_encoder = config.drq.get("bonus_encoder", "auto")  # checkpoints' configs may lack it
+  if bonus_encoder == "auto":
+    bonus_encoder = "step_start" if on_cpu else "current"
   buffer = ReplayBuffer(
       config.replay.capacity // num_devices, envs_per_device, env.observation_shape,
       drq.obs_dtype, env.action_size, frame_stack=frame_stack, n_step=config.drq.n_step,
@@ -51,7 +55,7 @@ def build(config: Any):
       total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features,
       augment_intrinsic=config.drq.augment_intrinsic,
       intrinsic_padding=config.drq.get("intrinsic_padding", "zeros"),
-      unroll_loops=jax.default_backend() == "cpu")
+      unroll_loops=on_cpu, bonus_encoder=bonus_encoder)
   return eval_env, fused, steps_per_update, total_updates
 
 

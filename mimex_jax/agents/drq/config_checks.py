@@ -36,6 +36,8 @@ RULES: List[Rule] = [
     ("drq.intrinsic_features", lambda x: x in ("encoder", "trunk"), "encoder or trunk"),
     ("drq.augment_intrinsic", boolean, "True or False"),
     ("drq.intrinsic_padding", lambda x: x in ("zeros", "blank_frame"), "zeros or blank_frame"),
+    ("drq.bonus_encoder", lambda x: x in ("auto", "current", "step_start"),
+     "auto, current or step_start"),
 ]
 
 

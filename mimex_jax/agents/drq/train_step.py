@@ -16,11 +16,14 @@ from mimex_jax.agents.drq.augment import random_shift_sequences
 from mimex_jax.agents.drq.learner import DrQ, DrQBatch, DrQOptState, DrQParams, exploration_std
 from mimex_jax.agents.drq.replay import ReplayBuffer, ReplayState, Sample
 from mimex_jax.envs import EnvState, VectorEnv
-from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward
+from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward, Mimex, NoBonus
 from mimex_jax.intrinsic.base import bonus_weight
 from mimex_jax.rollout import unroll
 
 FEATURES = ("encoder", "trunk")  # what the bonus sees of an observation
+# Which encoder parameters embed the bonus's inputs: each update's own (the MIMEx reference's
+# DrQ-v2) or the fused step's starting ones, for all its updates at once (see `_learn`).
+BONUS_ENCODERS = ("current", "step_start")
 
 
 @struct.dataclass
@@ -47,7 +50,9 @@ class DrQFusedStep:
                random_frames: int, learning_starts: int, std_initial: float, std_final: float,
                std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
                intrinsic_features: str = "encoder", augment_intrinsic: bool = True,
-               intrinsic_padding: str = "zeros", unroll_loops: bool = False, axis_name: str = parallel.AXIS):
+               intrinsic_padding: str = "zeros", unroll_loops: bool = False,
+               bonus_encoder: str = "current", embed_chunk: int = 16,
+               axis_name: str = parallel.AXIS):
     """`augment_intrinsic` shifts each sampled context (pixels only) by one random shift of
     up to `drq.config.aug_pad` pixels, shared by its frames, before embedding it, as the MIMEx
     reference does.
@@ -55,7 +60,19 @@ class DrQFusedStep:
     `unroll_loops` writes the `updates` learner steps and the `env_steps` env steps out
     instead of looping over them: XLA's CPU backend runs convolutions inside a loop about 11x
     slower (0.10 s per update unrolled against 1.1 s looped, 64x64 pixels, batch 32, 2 cores),
-    at the price of a compile that grows with `updates`."""
+    at the price of a compile that grows with `updates`.
+
+    `bonus_encoder="step_start"` embeds every update's bonus inputs with the encoder as it is at
+    the start of the fused step (up to `updates - 1` Adam steps older than `current`'s), in one
+    pass of `embed_chunk` frames at a time, then runs the bonus model's steps in a loop ahead of
+    the learner's. Unrolled, each update's copy of the bonus made DrQ + MIMEx's compile take
+    5 minutes and 14.5 GB at `configs/drq.py:cartpole_swingup_sparse_pixels_cpu`; and XLA's CPU
+    convolutions run 2-3x faster over chunks of 16 frames than over one batch of hundreds.
+    From states the encoder has no parameters, so both give the same numbers."""
+    if bonus_encoder not in BONUS_ENCODERS:
+      raise ValueError(f"bonus_encoder must be one of {BONUS_ENCODERS}, got {bonus_encoder!r}")
+    if embed_chunk < 1:
+      raise ValueError(f"embed_chunk must be >= 1, got {embed_chunk}")
     if intrinsic_padding not in ("zeros", "blank_frame"):
       raise ValueError(f"intrinsic_padding must be zeros or blank_frame, got "
                        f"{intrinsic_padding!r}")
@@ -80,6 +97,8 @@ class DrQFusedStep:
     self.augment_intrinsic = augment_intrinsic
     self.intrinsic_padding = intrinsic_padding
     self.unroll_loops = unroll_loops
+    self.bonus_encoder = bonus_encoder
+    self.embed_chunk = embed_chunk
     self.axis_name = axis_name
 
   def init(self, shared_key: jax.Array, device_key: jax.Array) -> DrQTrainState:
@@ -126,12 +145,10 @@ class DrQFusedStep:
       features = self.drq.features(params, obs)
     return jax.lax.stop_gradient(features)
 
-  def context_features(self, params: DrQParams, sample: Sample,
-                       key: jax.Array) -> Tuple[jax.Array, jax.Array]:
-    """`(features [N, L, F], key left over)` of the sampled MIMEx windows. Positions from before
-    an episode's start are zero features (`intrinsic_padding=zeros`) or the features of an
-    all-zero observation (`blank_frame`, as the reference pads with zero pixels)."""
-    num, length = sample.context_valid.shape
+  def context_frames(self, sample: Sample, key: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """`(frames [N, L, ...], key left over)`: the sampled MIMEx windows as the bonus's encoder
+    sees them (blanked before the episode's start with `blank_frame`, shifted with
+    `augment_intrinsic`)."""
     frames = sample.context
     valid = sample.context_valid
     if self.intrinsic_padding == "blank_frame":
@@ -141,11 +158,61 @@ class DrQFusedStep:
       # Its own key, split off only here: with augmentation off the bonus draws what it did.
       augment_key, key = jax.random.split(key)
       frames = random_shift_sequences(augment_key, frames, self.drq.config.aug_pad)
+    return frames, key
+
+  def _pad_context(self, context: jax.Array, valid: jax.Array) -> jax.Array:
+    """Positions from before an episode's start become zero features (`zeros`); `blank_frame`
+    encoded all-zero observations there already."""
+    return context * valid[..., None] if self.intrinsic_padding == "zeros" else context
+
+  def context_features(self, params: DrQParams, sample: Sample,
+                       key: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """`(features [N, L, F], key left over)` of the sampled MIMEx windows. Positions from before
+    an episode's start are zero features (`intrinsic_padding=zeros`) or the features of an
+    all-zero observation (`blank_frame`, as the reference pads with zero pixels)."""
+    num, length = sample.context_valid.shape
+    frames, key = self.context_frames(sample, key)
     context = self._embed(params, frames.reshape((num * length,) + frames.shape[2:]))
-    context = context.reshape(num, length, -1)
-    if self.intrinsic_padding == "zeros":
-      context = context * valid[..., None]
-    return context, key
+    return self._pad_context(context.reshape(num, length, -1), sample.context_valid), key
+
+  def _embed_in_chunks(self, params: DrQParams, obs: jax.Array) -> jax.Array:
+    """`_embed` of `[M, ...]` observations, `embed_chunk` at a time in a loop (forward passes run
+    as fast in a loop as unrolled on XLA's CPU backend; see `bonus_encoder`)."""
+    if not self.drq.pixels or obs.shape[0] <= self.embed_chunk:
+      return self._embed(params, obs)
+    count = obs.shape[0]
+    chunks = -(-count // self.embed_chunk)
+    padded = jnp.concatenate(
+        [obs, jnp.zeros((chunks * self.embed_chunk - count,) + obs.shape[1:], obs.dtype)])
+    features = jax.lax.map(lambda chunk: self._embed(params, chunk),
+                           padded.reshape((chunks, self.embed_chunk) + obs.shape[1:]))
+    return features.reshape((chunks * self.embed_chunk, -1))[:count]
+
+  def _bonus_inputs_at_step_start(self, params: DrQParams, samples: Sample,
+                                  keys: jax.Array) -> Tuple[IntrinsicBatch, jax.Array]:
+    """`(inputs [U, 1, N, ...], keys left over [U, 2])` of the bonus for all `U` updates' samples
+    `[U, N, ...]`, embedded by `params` in one chunked pass. Only what the bonus reads is
+    embedded: MIMEx the contexts, RND and ICM `obs` and `next_obs`."""
+    updates, num, length = samples.context_valid.shape
+    zeros = jnp.zeros((updates, 1, num, 1))
+    obs = next_obs = context = None
+    if isinstance(self.intrinsic, Mimex):
+      frames, keys = jax.vmap(self.context_frames)(samples, keys)
+      context = self._embed_in_chunks(params, frames.reshape((-1,) + frames.shape[3:]))
+      context = self._pad_context(context.reshape(updates, num, length, -1),
+                                  samples.context_valid)[:, None]
+      obs = next_obs = zeros
+    elif isinstance(self.intrinsic, NoBonus):
+      obs = next_obs = zeros
+    else:
+      flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+      both = self._embed_in_chunks(params, jnp.concatenate([flat(samples.obs),
+                                                            flat(samples.next_obs)]))
+      obs, next_obs = jnp.split(both.reshape(2, updates, 1, num, -1), 2)
+      obs, next_obs = obs[0], next_obs[0]
+    inputs = IntrinsicBatch(obs=obs, action=samples.action[:, None], next_obs=next_obs,
+                            done=jnp.zeros((updates, 1, num)), context=context)
+    return inputs, keys
 
   def _bonus(self, params: DrQParams, intrinsic_state: Any, sample: Sample, key: jax.Array):
     """Intrinsic reward `[N]` of the sampled transitions and one step of the bonus's model on
@@ -163,6 +230,9 @@ class DrQFusedStep:
   def _learn(self, state: DrQTrainState, replay: ReplayState, key: jax.Array, std: jax.Array):
     """`updates` learner steps on samples of this device's buffer."""
     weight = self.intrinsic_weight(state.update_step)
+    update_keys = jax.random.split(key, self.updates)
+    if self.bonus_encoder == "step_start":
+      return self._learn_after_bonuses(state, replay, update_keys, std, weight)
 
     def one_update(carry, update_key):
       params, opt_state, intrinsic_state = carry
@@ -172,19 +242,60 @@ class DrQFusedStep:
                                                           bonus_key)
       # One all-reduce after the other (bonus model, critic, actor): see `parallel.after`.
       bonus = parallel.after(bonus, intrinsic_state)
-      batch = DrQBatch(obs=sample.obs, action=sample.action,
-                       reward=sample.reward + weight * bonus, discount=sample.discount,
-                       bootstrap_obs=sample.bootstrap_obs, valid=sample.valid)
-      params, opt_state, metrics = self.drq.update(params, opt_state, batch, learner_key, std)
-      metrics = {**metrics, **bonus_metrics, "intrinsic_reward": bonus.mean(),
-                 "sampled_valid": sample.valid.mean()}
+      params, opt_state, metrics = self._drq_update(params, opt_state, sample, bonus, weight,
+                                                    learner_key, std)
+      metrics = {**metrics, **bonus_metrics}
       intrinsic_state = parallel.after(intrinsic_state, params)
       return (params, opt_state, intrinsic_state), metrics
 
     carry = (state.params, state.opt_state, state.intrinsic)
-    carry, metrics = jax.lax.scan(one_update, carry, jax.random.split(key, self.updates),
+    carry, metrics = jax.lax.scan(one_update, carry, update_keys,
                                   unroll=self.updates if self.unroll_loops else 1)
     return carry, jax.tree.map(jnp.mean, metrics)
+
+  def _drq_update(self, params, opt_state, sample: Sample, bonus: jax.Array, weight: jax.Array,
+                  key: jax.Array, std: jax.Array):
+    batch = DrQBatch(obs=sample.obs, action=sample.action,
+                     reward=sample.reward + weight * bonus, discount=sample.discount,
+                     bootstrap_obs=sample.bootstrap_obs, valid=sample.valid)
+    params, opt_state, metrics = self.drq.update(params, opt_state, batch, key, std)
+    return params, opt_state, {**metrics, "intrinsic_reward": bonus.mean(),
+                               "sampled_valid": sample.valid.mean()}
+
+  def _learn_after_bonuses(self, state: DrQTrainState, replay: ReplayState,
+                           update_keys: jax.Array, std: jax.Array, weight: jax.Array):
+    """`bonus_encoder="step_start"`: every update's sample and bonus first (the bonus model's
+    steps in a loop, one per update, in the same order), then the learner's updates. The keys
+    are the ones `current` draws."""
+    sample_keys, bonus_keys, learner_keys = jnp.split(
+        jax.vmap(lambda k: jax.random.split(k, 3))(update_keys), 3, axis=1)
+    samples = jax.vmap(lambda k: self.buffer.sample(replay, k, self.batch_size))(
+        sample_keys[:, 0])
+    inputs, bonus_keys = self._bonus_inputs_at_step_start(state.params, samples,
+                                                          bonus_keys[:, 0])
+
+    def one_bonus(intrinsic_state, step):
+      batch, bonus_key = step
+      intrinsic_state, bonus, metrics = self.intrinsic.update(intrinsic_state, batch, bonus_key)
+      return intrinsic_state, (bonus[0], metrics)
+
+    intrinsic_state, (bonuses, bonus_metrics) = jax.lax.scan(one_bonus, state.intrinsic,
+                                                             (inputs, bonus_keys))
+    # The learner's all-reduces after the bonus model's: see `parallel.after`.
+    bonuses = parallel.after(bonuses, intrinsic_state)
+
+    def one_update(carry, step):
+      params, opt_state = carry
+      sample, bonus, learner_key = step
+      params, opt_state, metrics = self._drq_update(params, opt_state, sample, bonus, weight,
+                                                    learner_key, std)
+      return (params, opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(
+        one_update, (state.params, state.opt_state), (samples, bonuses, learner_keys[:, 0]),
+        unroll=self.updates if self.unroll_loops else 1)
+    metrics = {**metrics, **bonus_metrics}
+    return (params, opt_state, intrinsic_state), jax.tree.map(jnp.mean, metrics)
 
   def __call__(self, state: DrQTrainState,
                key: jax.Array) -> Tuple[DrQTrainState, Dict[str, Any]]:
