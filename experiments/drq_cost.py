@@ -8,7 +8,8 @@ Each kind runs in a process of its own with an empty compilation cache, so the c
 and the peak resident memory (`ru_maxrss`) is that kind's alone. Times per stage: building the
 envs and the state, tracing and lowering the fused step (`lower`), XLA's compile (`compile`),
 then `--calls` timed calls after `--warmup` untimed ones; XLA's own estimate of the step's
-temporary buffers (`temp MB`) beside the measured peak. Nothing else should run meanwhile:
+temporary buffers (`temp MB`) beside the measured peak, and the peak before compiling
+(`built MB`: envs, replay buffer, parameters). Nothing else should run meanwhile:
 2 cores are shared. Writes JSON (default experiments/results/drq_cost.json).
 """
 
@@ -48,6 +49,7 @@ def measure(variant: str, kind: str, sets, warmup: int, calls: int) -> dict:
   _, state, step, keys = seeded_training(config, fused)
   jax.block_until_ready(state)
   row["build_s"] = time.perf_counter() - start
+  row["rss_after_build_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   start = time.perf_counter()
   lowered = step.lower(state, keys)
   row["lower_s"] = time.perf_counter() - start
@@ -91,7 +93,7 @@ def main():
     print("ROW " + json.dumps(row), flush=True)
     return
   print(f"{'kind':<8}{'build s':>9}{'lower s':>9}{'compile s':>11}{'temp MB':>9}"
-        f"{'peak MB':>9}{'frames/s':>10}{'vs none':>9}", flush=True)
+        f"{'built MB':>10}{'peak MB':>9}{'frames/s':>10}{'vs first':>10}", flush=True)
   rows = []
   for kind in args.kinds.split(","):
     with tempfile.TemporaryDirectory() as cache:
@@ -108,8 +110,9 @@ def main():
     rows.append(row)
     base = rows[0]["frames_per_second"]
     print(f"{kind:<8}{row['build_s']:>9.1f}{row['lower_s']:>9.1f}{row['compile_s']:>11.1f}"
-          f"{row['temp_mb']:>9.0f}{row['peak_rss_mb']:>9.0f}{row['frames_per_second']:>10.1f}"
-          f"{row['frames_per_second'] / base:>9.2f}", flush=True)
+          f"{row['temp_mb']:>9.0f}{row['rss_after_build_mb']:>10.0f}{row['peak_rss_mb']:>9.0f}"
+          f"{row['frames_per_second']:>10.1f}{row['frames_per_second'] / base:>10.2f}",
+          flush=True)
   import jax
   machine = {"platform": jax.default_backend(), "cpu_count": os.cpu_count(),
              "processor": platform.processor() or platform.machine(), "jax": jax.__version__}
