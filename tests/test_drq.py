@@ -288,7 +288,8 @@ def _assert_trees_close(a, b, what):
     np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6, err_msg=f"{what}: {name}")
 
 
-@pytest.mark.parametrize("kind", ["mimex", pytest.param("rnd", marks=pytest.mark.slow)])
+@pytest.mark.slow  # 4 programs compiled cold: 7 min of the fast line under load
+@pytest.mark.parametrize("kind", ["mimex", "rnd"])
 def test_step_start_bonus_encoder_matches_current_where_the_encoder_cannot_differ(
     drq_configs, kind):
   """`drq.bonus_encoder=step_start` (the CPU default) embeds all of a fused step's bonus inputs
