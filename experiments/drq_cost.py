@@ -26,7 +26,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def measure(variant: str, kind: str, sets, warmup: int, calls: int) -> dict:
+def measure(variant: str, kind: str, sets, warmup: int, calls: int,
+            embed_chunk: int = 0) -> dict:
   """One kind's row; runs in the child process."""
   sys.path.insert(0, ROOT)
   import jax  # after the parent set the cache directory
@@ -46,6 +47,8 @@ def measure(variant: str, kind: str, sets, warmup: int, calls: int) -> dict:
   row = {"kind": kind}
   start = time.perf_counter()
   _, fused, frames_per_update, _ = build(config)
+  if embed_chunk:  # frames per chunk of the bonus's embedding pass (read when tracing)
+    fused.embed_chunk = embed_chunk
   _, state, step, keys = seeded_training(config, fused)
   jax.block_until_ready(state)
   row["build_s"] = time.perf_counter() - start
@@ -85,11 +88,13 @@ def main():
                       help="config key=JSON value, e.g. drq.batch_size=64 (repeatable)")
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--calls", type=int, default=5)
+  parser.add_argument("--embed_chunk", type=int, default=0,
+                      help="frames per chunk of step_start's embedding pass (0: the default)")
   parser.add_argument("--out", default="experiments/results/drq_cost.json")
   parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
-    row = measure(args.variant, args.child, args.set, args.warmup, args.calls)
+    row = measure(args.variant, args.child, args.set, args.warmup, args.calls, args.embed_chunk)
     print("ROW " + json.dumps(row), flush=True)
     return
   print(f"{'kind':<8}{'build s':>9}{'lower s':>9}{'compile s':>11}{'temp MB':>9}"
@@ -100,7 +105,8 @@ def main():
       env = {**os.environ, "MIMEX_JAX_CACHE_DIR": cache, "JAX_COMPILATION_CACHE_DIR": cache}
       command = [sys.executable, os.path.abspath(__file__), "--child", kind,
                  "--variant", args.variant, "--warmup", str(args.warmup),
-                 "--calls", str(args.calls)] + [f"--set={item}" for item in args.set]
+                 "--calls", str(args.calls), "--embed_chunk", str(args.embed_chunk)] + [
+                     f"--set={item}" for item in args.set]
       done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("ROW ")]
     if done.returncode != 0 or not lines:
@@ -118,8 +124,8 @@ def main():
              "processor": platform.processor() or platform.machine(), "jax": jax.__version__}
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
-    json.dump({"variant": args.variant, "sets": args.set, "machine": machine, "rows": rows}, f,
-              indent=2)
+    json.dump({"variant": args.variant, "sets": args.set, "embed_chunk": args.embed_chunk,
+               "machine": machine, "rows": rows}, f, indent=2)
   print(f"wrote {args.out}")
 
 

@@ -51,7 +51,7 @@ class DrQFusedStep:
                std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
                intrinsic_features: str = "encoder", augment_intrinsic: bool = True,
                intrinsic_padding: str = "zeros", unroll_loops: bool = False,
-               bonus_encoder: str = "current", embed_chunk: int = 16,
+               bonus_encoder: str = "current", embed_chunk: int = 8,
                axis_name: str = parallel.AXIS):
     """`augment_intrinsic` shifts each sampled context (pixels only) by one random shift of
     up to `drq.config.aug_pad` pixels, shared by its frames, before embedding it, as the MIMEx
@@ -67,7 +67,8 @@ class DrQFusedStep:
     pass of `embed_chunk` frames at a time, then runs the bonus model's steps in a loop ahead of
     the learner's. Unrolled, each update's copy of the bonus made DrQ + MIMEx's compile take
     5 minutes and 14.5 GB at `configs/drq.py:cartpole_swingup_sparse_pixels_cpu`; and XLA's CPU
-    convolutions run 2-3x faster over chunks of 16 frames than over one batch of hundreds.
+    convolutions run 2-4x faster over chunks of 8-16 frames than over one batch of hundreds
+    (8 was the fastest chunk of 8, 16 and 32 in the fused step: docs/PERFORMANCE.md).
     From states the encoder has no parameters, so both give the same numbers."""
     if bonus_encoder not in BONUS_ENCODERS:
       raise ValueError(f"bonus_encoder must be one of {BONUS_ENCODERS}, got {bonus_encoder!r}")
