@@ -196,7 +196,9 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
     # update per 2 agent steps (it was one per 4, with batch 64: eval stayed at 75).
     config.num_envs = 8
     config.updates_per_step = 8
-    config.total_steps = 150_000  # about 40 min alone on 2 cores (60-67 frames/s)
+    # 150k frames: about 1.5 h alone on 2 cores without a bonus (26-31 frames/s by
+    # experiments/drq_cost.py, December 7; with MIMEx 14-16, so 40k frames take about 45 min).
+    config.total_steps = 150_000
     _cpu_cadence(config)
     config.replay.capacity = 60_000
     config.drq.batch_size = 128
