@@ -27,6 +27,9 @@ class IntrinsicBatch(NamedTuple):
 
 
 class IntrinsicReward(Protocol):
+  # The embedded fields a bonus reads of a batch sampled from a replay buffer (which carries
+  # `context`), so a learner embeds only those: some of "obs", "next_obs", "context".
+  sampled_inputs: Tuple[str, ...]
 
   def init(self, key: jax.Array, num_envs: int) -> Any:
     ...

@@ -42,6 +42,7 @@ class CuriosityModel(nn.Module):
 
 
 class Icm:
+  sampled_inputs = ("obs", "next_obs")  # see base.IntrinsicReward
 
   def __init__(self, obs_size: int, action_size: int, feature_size: int = 288,
                hidden_size: int = 256, learning_rate: float = 1e-3,

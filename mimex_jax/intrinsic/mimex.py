@@ -130,6 +130,7 @@ class Mimex:
   random, per env over its time steps) while every sequence is still scored by a forward pass
   of the same pre-update parameters; 1.0 trains on all of them, as the reference does.
   """
+  sampled_inputs = ("context",)  # see base.IntrinsicReward
 
   def __init__(self, obs_size: int, seq_len: int = 5, mask_ratio: float = 0.7, n_mask: int = 1,
                mask: str = "random",

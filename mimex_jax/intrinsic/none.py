@@ -9,6 +9,7 @@ from mimex_jax.intrinsic.base import IntrinsicBatch
 
 
 class NoBonus:
+  sampled_inputs = ()  # see base.IntrinsicReward
 
   def init(self, key: jax.Array, num_envs: int) -> Any:
     del key, num_envs

@@ -24,6 +24,7 @@ class RndState(NamedTuple):
 
 
 class Rnd:
+  sampled_inputs = ("next_obs",)  # see base.IntrinsicReward
 
   def __init__(self, obs_size: int, hidden_sizes: Sequence[int] = (256, 256),
                output_size: int = 288, learning_rate: float = 1e-3,

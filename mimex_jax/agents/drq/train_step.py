@@ -16,7 +16,7 @@ from mimex_jax.agents.drq.augment import random_shift_sequences
 from mimex_jax.agents.drq.learner import DrQ, DrQBatch, DrQOptState, DrQParams, exploration_std
 from mimex_jax.agents.drq.replay import ReplayBuffer, ReplayState, Sample
 from mimex_jax.envs import EnvState, VectorEnv
-from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward, Mimex, NoBonus
+from mimex_jax.intrinsic import IntrinsicBatch, IntrinsicReward
 from mimex_jax.intrinsic.base import bonus_weight
 from mimex_jax.rollout import unroll
 
@@ -58,9 +58,9 @@ class DrQFusedStep:
     reference does.
 
     `unroll_loops` writes the `updates` learner steps and the `env_steps` env steps out
-    instead of looping over them: XLA's CPU backend runs convolutions inside a loop about 11x
-    slower (0.10 s per update unrolled against 1.1 s looped, 64x64 pixels, batch 32, 2 cores),
-    at the price of a compile that grows with `updates`.
+    instead of looping over them: XLA's CPU backend runs a convolution's kernel gradient inside a
+    loop about 11x slower (`experiments/conv_cpu.py`; forward passes run as fast), at the price
+    of a compile that grows with `updates`.
 
     `bonus_encoder="step_start"` embeds every update's bonus inputs with the encoder as it is at
     the start of the fused step (up to `updates - 1` Adam steps older than `current`'s), in one
@@ -193,24 +193,22 @@ class DrQFusedStep:
                                   keys: jax.Array) -> Tuple[IntrinsicBatch, jax.Array]:
     """`(inputs [U, 1, N, ...], keys left over [U, 2])` of the bonus for all `U` updates' samples
     `[U, N, ...]`, embedded by `params` in one chunked pass. Only what the bonus reads is
-    embedded: MIMEx the contexts, RND and ICM `obs` and `next_obs`."""
+    embedded (the bonus's `sampled_inputs`): MIMEx the contexts, RND `next_obs`, ICM both."""
     updates, num, length = samples.context_valid.shape
-    zeros = jnp.zeros((updates, 1, num, 1))
-    obs = next_obs = context = None
-    if isinstance(self.intrinsic, Mimex):
+    reads = self.intrinsic.sampled_inputs
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    unread = jnp.zeros((updates, 1, num, 1))
+    obs = next_obs = unread
+    context = None
+    if "obs" in reads:
+      obs = self._embed_in_chunks(params, flat(samples.obs)).reshape(updates, 1, num, -1)
+    if "next_obs" in reads:
+      next_obs = self._embed_in_chunks(params, flat(samples.next_obs)).reshape(updates, 1, num, -1)
+    if "context" in reads:
       frames, keys = jax.vmap(self.context_frames)(samples, keys)
       context = self._embed_in_chunks(params, frames.reshape((-1,) + frames.shape[3:]))
       context = self._pad_context(context.reshape(updates, num, length, -1),
                                   samples.context_valid)[:, None]
-      obs = next_obs = zeros
-    elif isinstance(self.intrinsic, NoBonus):
-      obs = next_obs = zeros
-    else:
-      flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-      both = self._embed_in_chunks(params, jnp.concatenate([flat(samples.obs),
-                                                            flat(samples.next_obs)]))
-      obs, next_obs = jnp.split(both.reshape(2, updates, 1, num, -1), 2)
-      obs, next_obs = obs[0], next_obs[0]
     inputs = IntrinsicBatch(obs=obs, action=samples.action[:, None], next_obs=next_obs,
                             done=jnp.zeros((updates, 1, num)), context=context)
     return inputs, keys
