@@ -1,10 +1,13 @@
 """Test setup: two forced CPU devices (so the pmapped step really runs on two) and a persistent
 compilation cache (compiles dominate on 2 cores).
 
-`MIMEX_TEST_XLA_OPT=fast` compiles every test program with XLA's cheapest CPU code generation
-instead of full optimization. It is off: measured on the fast suite (issue 25), it shortened
-compiles but made the arm's physics run so slowly that test_manipulation's cases took 114-360 s
-each, and the suite took over 27 minutes instead of 9-18.
+The README's fast line (`-m "not slow"`) compiles its programs with XLA's cheapest CPU code
+generation (`FAST_COMPILE_FLAGS`); the slow suite, a run of chosen files, and the benchmarks
+compile at full optimization. Tests check numbers and behaviour, not speed, but a test whose
+program runs long (the arm's physics rollouts in test_manipulation: 114-360 s each with cheap
+code instead of 10-47 s) asks for full optimization of that one program with
+`jax.jit(..., compiler_options=FULL_OPTIMIZATION)`. `MIMEX_TEST_XLA_OPT=fast|full` overrides the
+choice.
 """
 
 import os
@@ -21,6 +24,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # run long (the arm's physics) became many times slower.
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0",
                       "--xla_llvm_disable_expensive_passes=true")
+# XLA's own defaults, per program: `jax.jit(f, compiler_options=FULL_OPTIMIZATION)` undoes
+# FAST_COMPILE_FLAGS for a program that runs long.
+FULL_OPTIMIZATION = {"xla_backend_optimization_level": 2,
+                     "xla_llvm_disable_expensive_passes": False}
 _FAST = {"value": False}  # decided in pytest_configure, before any backend starts
 
 
@@ -32,8 +39,14 @@ def xla_flags(device_count: int = 2) -> str:
 
 
 def _fast_compile_wanted(config) -> bool:
-  del config
-  return os.environ.get("MIMEX_TEST_XLA_OPT", "full") == "fast"
+  """Cheap code for the README's fast line (a marker expression with `not slow`), unless
+  MIMEX_TEST_XLA_OPT says otherwise."""
+  choice = os.environ.get("MIMEX_TEST_XLA_OPT", "auto")
+  if choice not in ("auto", "fast", "full"):
+    raise pytest.UsageError(f"MIMEX_TEST_XLA_OPT={choice!r}; use auto, fast or full")
+  if choice != "auto":
+    return choice == "fast"
+  return "not slow" in (config.getoption("markexpr", "") or "")
 
 
 # Subprocesses get these; filled in by pytest_configure (test modules read it after that).

@@ -15,6 +15,8 @@ import pytest
 
 from mimex_jax.envs.manipulation import DEFAULT_EPISODE_LENGTH, TASKS, scripted_policy
 
+from conftest import FULL_OPTIMIZATION
+
 NUM_SCRIPTED = 16
 NUM_RANDOM = 8
 SPARSE_TASKS = ("ReachSparse", "PushSparse", "PickSparse", "DrawerSparse")
@@ -53,7 +55,8 @@ def _base_rollout(base):
     reward_of = lambda s: sparse_twin._reward_and_metrics(s.data, s.info["goal"])[0]
     return jax.vmap(reward_of)(states)
 
-  @jax.jit
+  # Physics for 24 envs over 40-90 steps: cheap test-time code would run it for minutes.
+  @functools.partial(jax.jit, compiler_options=FULL_OPTIMIZATION)
   def run(key):
     reset_keys = jax.random.split(key, NUM_SCRIPTED)
     # Random envs reuse the first scripted envs' keys: same key must give the same state.

@@ -117,10 +117,12 @@ def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
   push = jnp.ones((2, env.action_size))
   slots = lambda obs: [np.asarray(obs[0, ..., k]) for k in range(3)]
 
-  state = vector_env.reset(jax.random.PRNGKey(1))
+  # Jitted: run op by op, the renderer's reset took most of this test's minute.
+  state = jax.jit(vector_env.reset)(jax.random.PRNGKey(1))
   assert all(np.array_equal(slots(state.obs)[0], s) for s in slots(state.obs))
   # Mark the stack so that any frame carried over is recognizable: white frames never render.
-  marked = lambda s: s.replace(inner=s.inner.replace(frames=jnp.full_like(s.inner.frames, 255)))
+  marked = jax.jit(lambda s: s.replace(inner=s.inner.replace(
+      frames=jnp.full_like(s.inner.frames, 255))))
   for _ in range(2):
     state = step(state, push)
   state = step(marked(state), push)  # step 3 of 4: frames shift left, the new one comes last
