@@ -102,7 +102,9 @@ CHECKPOINTED_UPDATES = 60  # smoke-sized updates take milliseconds; 60 leave tim
 CHECKPOINTED_RUN_ARGS = [
     "--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * CHECKPOINTED_UPDATES}",
     "--config.log_every=5", "--config.eval_every=10", "--config.checkpoint.every=10",
-    "--config.checkpoint.max_to_keep=3"]
+    "--config.checkpoint.max_to_keep=3",
+    # One evaluator less to trace and compile in each run (test_cli's smoke run checks it).
+    "--config.eval_sampled=False"]
 
 
 @pytest.fixture(scope="session")

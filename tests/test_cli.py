@@ -41,6 +41,9 @@ def test_smoke_run_writes_metrics_events_config_and_plot(smoke_run):
   assert steps == sorted(steps) and steps[-1] == 16 * 8 * 6
   assert records[-1]["steps_per_second"] > 0
   assert records[-1]["intrinsic_reward"] > 0  # MIMEx is on in the smoke config
+  # Both evaluations: the mean action's and the policy as it acts (config.eval_sampled).
+  evaluated = [r for r in records if "eval_return" in r]
+  assert evaluated and all("eval_sampled_return" in r for r in evaluated)
   assert 0.0 <= records[-1]["success_rate"] <= 1.0
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
   config = json.loads((workdir / "config.json").read_text())

@@ -20,6 +20,7 @@ from conftest import CHECKPOINTED_RUN_ARGS, CHECKPOINTED_UPDATES, ENV
 
 TIMING = ("steps_per_second", "compile_seconds")  # wall-clock figures differ between runs
 SMOKE_UPDATES = 6  # configs/ppo.py:smoke: 6 updates of 16 envs x 8 steps
+QUIET_EVAL = ("--config.eval_sampled=False",)  # one evaluator less to compile per run
 
 
 def _run(repo_root, module, *args, cwd=None, env=ENV):
@@ -117,7 +118,8 @@ def _assert_stopped_for_the_disk(result, workdir):
 @pytest.mark.long  # the fast suite fills a real (tmpfs) disk below, where it can mount one
 def test_disk_full_during_a_save_stops_with_one_line_and_resumes(repo_root, tmp_path):
   workdir = str(tmp_path / "full")
-  args = ["--config=configs/ppo.py:smoke", "--config.checkpoint.every=1", f"--workdir={workdir}"]
+  args = ["--config=configs/ppo.py:smoke", *QUIET_EVAL, "--config.checkpoint.every=1",
+          f"--workdir={workdir}"]
   result = subprocess.run([sys.executable, "-c", _FULL_DISK_AT_SAVE.format(update=5), *args],
                           cwd=repo_root, env=ENV, capture_output=True, text=True, timeout=600)
   assert _assert_stopped_for_the_disk(result, workdir) == 4
@@ -151,7 +153,7 @@ def test_a_real_full_disk_stops_with_one_line_and_resumes_once_there_is_room(rep
                                                                              tiny_filesystem):
   workdir = str(tiny_filesystem / "run")
   # About 350 kB a checkpoint: the disk fills within 12 saves, none of them deleted.
-  args = ["--config=configs/ppo.py:smoke", f"--config.total_steps={16 * 8 * 12}",
+  args = ["--config=configs/ppo.py:smoke", *QUIET_EVAL, f"--config.total_steps={16 * 8 * 12}",
           "--config.checkpoint.every=1", "--config.checkpoint.max_to_keep=12",
           f"--workdir={workdir}"]
   last_good = _assert_stopped_for_the_disk(_run(repo_root, "mimex_jax.train", *args), workdir)
@@ -198,7 +200,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_is_not
   in the workdir goes ahead."""
   workdir = str(tmp_path / "shared")
   first = subprocess.Popen(
-      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke",
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke", *QUIET_EVAL,
        f"--config.total_steps={16 * 8 * 100_000}", f"--workdir={workdir}"], cwd=repo_root,
       env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   lock = os.path.join(workdir, ".lock")
@@ -209,7 +211,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_is_not
     time.sleep(0.01)
   try:
     before = sorted(os.listdir(workdir))
-    second = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke",
+    second = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke", *QUIET_EVAL,
                   f"--workdir={workdir}")
     assert second.returncode == 5, second.stderr[-3000:]
     errors = _error_lines(second.stderr)
@@ -222,7 +224,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_is_not
   finally:
     first.kill()
     first.wait()
-  third = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke",
+  third = _run(repo_root, "mimex_jax.train", "--config=configs/ppo.py:smoke", *QUIET_EVAL,
                f"--workdir={workdir}")
   assert third.returncode == 0, third.stderr[-3000:]
   steps = [r["step"] for r in read_metrics(workdir)]
@@ -232,7 +234,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused_and_a_killed_runs_lock_is_not
 # ------------------------------------------------------------------------------ signals at any moment
 def _start_training(repo_root, workdir, env=ENV, stderr=subprocess.PIPE):
   return subprocess.Popen(
-      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke",
+      [sys.executable, "-m", "mimex_jax.train", "--config=configs/ppo.py:smoke", *QUIET_EVAL,
        f"--workdir={workdir}"], cwd=repo_root, env=env, stdout=subprocess.PIPE,
       stderr=stderr, text=True)
 

@@ -53,7 +53,9 @@ def cartpole_pixels():
                   action_repeat=2)
   vector_envs = {pool: VectorEnv(env, 2, reset_pool=pool) for pool in (False, True)}
   steps = {pool: jax.jit(v.step) for pool, v in vector_envs.items()}
-  return env, vector_envs, steps, jax.jit(env.backend.frame)
+  # Jitted resets: run op by op, the renderer's reset took most of a minute.
+  resets = {pool: jax.jit(v.reset) for pool, v in vector_envs.items()}
+  return env, resets, steps, jax.jit(env.backend.frame)
 
 
 def test_images_follow_the_state(cartpole_pixels):
@@ -111,14 +113,13 @@ def test_visible_sites_are_drawn():
 @pytest.mark.parametrize("reset_pool", [
     False, pytest.param(True, marks=pytest.mark.long)])  # test_envs checks the pool's resets
 def test_frame_stack_restarts_with_each_episode(cartpole_pixels, reset_pool):
-  env, vector_envs, steps, _ = cartpole_pixels
-  vector_env, step = vector_envs[reset_pool], steps[reset_pool]
+  env, resets, steps, _ = cartpole_pixels
+  reset, step = resets[reset_pool], steps[reset_pool]
   assert env.observation_shape == (24, 32, 3)
   push = jnp.ones((2, env.action_size))
   slots = lambda obs: [np.asarray(obs[0, ..., k]) for k in range(3)]
 
-  # Jitted: run op by op, the renderer's reset took most of this test's minute.
-  state = jax.jit(vector_env.reset)(jax.random.PRNGKey(1))
+  state = reset(jax.random.PRNGKey(1))
   assert all(np.array_equal(slots(state.obs)[0], s) for s in slots(state.obs))
   # Mark the stack so that any frame carried over is recognizable: white frames never render.
   marked = jax.jit(lambda s: s.replace(inner=s.inner.replace(
@@ -151,8 +152,8 @@ def _check_action_repeat(env, state, stepped, frame, channels):
 
 
 def test_action_repeat_stacks_one_frame_per_agent_step(cartpole_pixels):
-  env, vector_envs, steps, frame = cartpole_pixels
-  state = vector_envs[False].reset(jax.random.PRNGKey(0))
+  env, resets, steps, frame = cartpole_pixels
+  state = resets[False](jax.random.PRNGKey(0))
   stepped = steps[False](state, jnp.ones((2, 1)))
   assert stepped.obs.shape == (2, 24, 32, 3)
   each = lambda data: np.stack([frame(jax.tree.map(lambda x: x[i], data)) for i in range(2)])
