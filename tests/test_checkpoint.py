@@ -228,16 +228,22 @@ def test_a_damaged_checkpoint_is_set_aside_so_its_update_can_be_saved_again(
 def test_nan_in_a_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_config, tmp_path,
                                                                         monkeypatch):
   import jax.numpy as jnp
-  from mimex_jax.agents.ppo import FusedStep
+  from mimex_jax import parallel
   from mimex_jax.train import train_and_evaluate
-  original = FusedStep.__call__
+  original = parallel.pmap_step
 
-  def poisoned(self, state, key):  # the 5th update's value loss is NaN
-    new_state, metrics = original(self, state, key)
-    bad = jnp.where(state.update_step == 4, jnp.nan, metrics["value_loss"])
-    return new_state, {**metrics, "value_loss": bad}
+  def poisoned(step_fn, **kwargs):  # the 5th update's value loss comes back NaN
+    step, calls = original(step_fn, **kwargs), []
 
-  monkeypatch.setattr(FusedStep, "__call__", poisoned)
+    def call(state, keys):
+      new_state, metrics = step(state, keys)
+      calls.append(1)
+      if len(calls) == 5:  # poisoned outside the step: the smoke step's compiled program serves
+        metrics = {**metrics, "value_loss": metrics["value_loss"] * jnp.nan}
+      return new_state, metrics
+    return call
+
+  monkeypatch.setattr(parallel, "pmap_step", poisoned)
   workdir = str(tmp_path / "nan")
   with pytest.raises(checkpoint_lib.NonFiniteError) as error:
     train_and_evaluate(smoke_config, workdir, show_progress=False)

@@ -228,6 +228,9 @@ def test_fused_step_two_devices_identical_params_and_single_trace(drq_configs, w
   assert jax.local_device_count() == 2, "conftest forces two CPU devices"
   config = _state_config(drq_configs)
   config.intrinsic.window_end = window_end
+  # One learner update per step: on CPU each is written out, and this test is about devices
+  # (the pixel smoke run trains two per step).
+  config.updates_per_step = 1
   _, fused, frames_per_update, _ = build(config)
   assert fused.buffer.context_end == window_end and fused.buffer.seq_len == 5
   traces = []
