@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cli_runner import run_train
+from cli_runner import run_module, run_train
 from conftest import ENV
 
 
@@ -155,9 +155,7 @@ def test_total_steps_rounded_up_to_whole_updates_says_so(repo_root, tmp_path):
 def test_show_refuses_an_unwritable_out_before_rendering(repo_root, read_only_folder):
   outs = ["/proc/show.png"] + ([f"{read_only_folder}/show.png"] if read_only_folder else [])
   for out in outs:
-    result = subprocess.run([sys.executable, "-m", "mimex_jax.envs.show", "ReachSparse",
-                             f"--out={out}"], cwd=repo_root, env=ENV, capture_output=True,
-                            text=True, timeout=300)
+    result = run_module("mimex_jax.envs.show", ["ReachSparse", f"--out={out}"], repo_root)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert f"--out={out}: cannot write into" in result.stderr.strip().splitlines()[-1]

@@ -3,8 +3,6 @@ the trained policy's actions."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -12,12 +10,11 @@ import numpy as np
 import mimex_jax
 from mimex_jax import checkpoint as checkpoint_lib
 
-from conftest import ENV
+from cli_runner import run_module
 
 
 def _evaluate(repo_root, *args):
-  return subprocess.run([sys.executable, "-m", "mimex_jax.evaluate", *args], cwd=repo_root,
-                        env=ENV, capture_output=True, text=True, timeout=600)
+  return run_module("mimex_jax.evaluate", args, repo_root)
 
 
 def test_evaluate_cli_reports_and_writes_a_video(repo_root, uninterrupted):

@@ -15,7 +15,7 @@ import pytest
 
 from mimex_jax.metrics import read_metrics
 
-from cli_runner import run_train
+from cli_runner import run_module
 from conftest import CHECKPOINTED_RUN_ARGS, CHECKPOINTED_UPDATES, ENV
 
 TIMING = ("steps_per_second", "compile_seconds")  # wall-clock figures differ between runs
@@ -24,8 +24,8 @@ QUIET_EVAL = ("--config.eval_sampled=False",)  # one evaluator less to compile p
 
 
 def _run(repo_root, module, *args, cwd=None, env=ENV):
-  if module == "mimex_jax.train":  # a forked child of a process that imported it: no imports
-    return run_train(args, cwd or repo_root)
+  if env is ENV:  # a forked child of a process that imported the module: no imports
+    return run_module(module, args, cwd or repo_root)
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or repo_root, env=env,
                         capture_output=True, text=True, timeout=600)
 

@@ -2,8 +2,6 @@
 from the command line through `env.imports`; and `register`'s rules on small backends."""
 
 import json
-import os
-import subprocess
 import sys
 
 from flax import struct
@@ -12,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_runner import run_train
-from conftest import ENV
+from cli_runner import run_module, run_train
 
 import mimex_jax
 from mimex_jax import envs
@@ -150,12 +147,7 @@ def clean_registry(monkeypatch):
 
 
 def _run(repo_root, module, *args, pythonpath=None):
-  env = dict(ENV)
-  if pythonpath:
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath),
-                                                      env.get("PYTHONPATH")]))
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=repo_root, env=env,
-                        capture_output=True, text=True, timeout=600)
+  return run_module(module, args, repo_root, pythonpath=[pythonpath] if pythonpath else ())
 
 
 @pytest.fixture(scope="module")
