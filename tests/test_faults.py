@@ -137,11 +137,11 @@ def test_disk_full_during_a_save_stops_with_one_line_and_resumes(repo_root, tmp_
 
 @pytest.fixture
 def tiny_filesystem(tmp_path):
-  """A 2 MB tmpfs (root may mount one; elsewhere the test is skipped: the slow test above
+  """A 1 MB tmpfs (root may mount one; elsewhere the test is skipped: the slow test above
   injects the same fault through Orbax's writer)."""
   mount_point = tmp_path / "tiny"
   mount_point.mkdir()
-  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
                            capture_output=True, text=True)
   if mounted.returncode:
     pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
@@ -152,18 +152,17 @@ def tiny_filesystem(tmp_path):
 def test_a_real_full_disk_stops_with_one_line_and_resumes_once_there_is_room(repo_root,
                                                                              tiny_filesystem):
   workdir = str(tiny_filesystem / "run")
-  # About 350 kB a checkpoint: the disk fills within 12 saves, none of them deleted.
-  args = ["--config=configs/ppo.py:smoke", *QUIET_EVAL, f"--config.total_steps={16 * 8 * 12}",
-          "--config.checkpoint.every=1", "--config.checkpoint.max_to_keep=12",
-          f"--workdir={workdir}"]
+  # About 400 kB a checkpoint: the 1 MB disk fills within the 6 saves, none of them deleted.
+  args = ["--config=configs/ppo.py:smoke", *QUIET_EVAL, "--config.checkpoint.every=1",
+          "--config.checkpoint.max_to_keep=6", f"--workdir={workdir}"]
   last_good = _assert_stopped_for_the_disk(_run(repo_root, "mimex_jax.train", *args), workdir)
-  assert last_good < 12
+  assert 1 <= last_good < SMOKE_UPDATES
   # The disk grows: the same command goes on from the last good checkpoint to the end.
   subprocess.run(["mount", "-o", "remount,size=32m", str(tiny_filesystem)], check=True)
   result = _run(repo_root, "mimex_jax.train", *args)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resuming from {workdir}/checkpoints/{last_good}" in result.stderr
-  assert read_metrics(workdir)[-1]["step"] == 16 * 8 * 12
+  assert read_metrics(workdir)[-1]["step"] == 16 * 8 * SMOKE_UPDATES
 
 
 # ------------------------------------------------------------------------------ no --workdir
