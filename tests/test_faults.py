@@ -183,8 +183,8 @@ def test_without_workdir_the_folder_is_named_and_the_advice_resumes_it(repo_root
   assert process.returncode == 0, stderr[-3000:]
   folder = re.search(r"no --workdir given: writing to (runs/[0-9-]+) ", stderr).group(1)
   assert f"run the same command with --workdir={folder} to resume" in stdout, stdout
-  result = _run(repo_root, "mimex_jax.train", *config, f"--workdir={folder}", cwd=tmp_path,
-                env=env)
+  result = run_module("mimex_jax.train", [*config, f"--workdir={folder}"], tmp_path,
+                      pythonpath=[repo_root])
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resuming from {tmp_path}/{folder}/checkpoints/" in result.stderr
   assert "no --workdir given" not in result.stderr
