@@ -24,9 +24,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # run long (the arm's physics) became many times slower.
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0",
                       "--xla_llvm_disable_expensive_passes=true")
-# XLA's own defaults, per program: `jax.jit(f, compiler_options=FULL_OPTIMIZATION)` undoes
-# FAST_COMPILE_FLAGS for a program that runs long.
-FULL_OPTIMIZATION = {"xla_backend_optimization_level": 2,
+# XLA's own defaults (DefaultDebugOptionsIgnoringFlags sets level 3), per program:
+# `jax.jit(f, compiler_options=FULL_OPTIMIZATION)` undoes FAST_COMPILE_FLAGS for a program that
+# runs long.
+FULL_OPTIMIZATION = {"xla_backend_optimization_level": 3,
                      "xla_llvm_disable_expensive_passes": False}
 _FAST = {"value": False}  # decided in pytest_configure, before any backend starts
 
