@@ -203,6 +203,9 @@ def get_config(arg: str = "cartpole_balance_sparse") -> config_dict.ConfigDict:
     config.eval_every = 3
     config.eval_episodes = 4
     config.checkpoint.every = 3
+    # Constant: a cosine schedule's length is a constant of the compiled step, so every
+    # total_steps would be its own program (the tests run this config at several lengths).
+    config.ppo.lr_schedule = "constant"
     config.ppo.policy_hidden_sizes = (16,)
     config.ppo.value_hidden_sizes = (16,)
     config.ppo.num_epochs = 2

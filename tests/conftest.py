@@ -110,9 +110,22 @@ CHECKPOINTED_RUN_ARGS = [
 
 @pytest.fixture(scope="session")
 def uninterrupted(repo_root, tmp_path_factory):
-  """The workdir of a finished smoke-sized run with checkpoints at updates 10, 20, ..., 60."""
-  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  """The workdir of a finished smoke-sized run with checkpoints at updates 10, 20, ..., 60: this
+  worker's own copy (tests write into it), of a run that pytest-xdist's workers train once."""
+  import fcntl
+  import shutil
   from cli_runner import run_train  # after XLA_FLAGS: its server inherits them
-  result = run_train([*CHECKPOINTED_RUN_ARGS, f"--workdir={workdir}"], repo_root)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir
+  base = tmp_path_factory.getbasetemp()
+  # Under xdist each worker's base is a folder of the session's; alone, the session's own.
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  trained, done = shared / "uninterrupted-trained", shared / "uninterrupted-trained.done"
+  with open(shared / "uninterrupted-trained.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits here while one trains
+    if not done.exists():
+      shutil.rmtree(trained, ignore_errors=True)  # a failed try's leftovers
+      result = run_train([*CHECKPOINTED_RUN_ARGS, f"--workdir={trained}"], repo_root)
+      assert result.returncode == 0, result.stderr[-3000:]
+      done.touch()
+  workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
+  shutil.copytree(trained, workdir)
+  return str(workdir)

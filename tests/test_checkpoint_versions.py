@@ -17,7 +17,8 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "data", "checkpoint_format1")
 SMOKE = ["--config=configs/ppo.py:smoke", "--config.total_steps=1536",
          "--config.eval_sampled=False"]  # one evaluator less to compile
 # Defaults of configs/ppo.py:smoke that changed since the fixture was written.
-OLD_VALUES = ["--config.intrinsic.decoder_num_heads=2", "--config.intrinsic.train_fraction=1.0"]
+OLD_VALUES = ["--config.intrinsic.decoder_num_heads=2", "--config.intrinsic.train_fraction=1.0",
+              "--config.ppo.lr_schedule=cosine"]
 
 
 @pytest.fixture
@@ -74,7 +75,8 @@ def test_migrate_rewrites_an_older_run_that_then_resumes(repo_root, old_run, cap
   refused = run_train([*SMOKE, f"--workdir={old_run}"], repo_root)
   assert refused.returncode == 2
   assert ("resume with the checkpoint's values: --config.intrinsic.decoder_num_heads=2 "
-          "--config.intrinsic.train_fraction=1.0") in _errors(refused.stderr)[0]
+          "--config.intrinsic.train_fraction=1.0 --config.ppo.lr_schedule=cosine") in (
+              _errors(refused.stderr)[0])
   resumed = run_train([*SMOKE, *OLD_VALUES, f"--workdir={old_run}"], repo_root)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"resuming from {old_run}/checkpoints/6" in resumed.stderr
