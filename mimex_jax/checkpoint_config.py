@@ -22,6 +22,10 @@ ADDED_KEYS = {"env.imports": "", "env.reset_pool": "auto",  # the pool keeps epi
               "env.pixels.width": 84, "env.pixels.grayscale": False,
               "env.pixels.frame_stack": 3, "env.pixels.camera": "0", "env.proprio": False}
 
+# Keys whose `auto` a run makes by platform before saving (`agents.resolve`); a checkpoint
+# written before that holds `auto` itself, which is taken to mean what `auto` makes now.
+RESOLVED_ON_SAVE = ("drq.bonus_encoder",)
+
 
 # The layout of what a checkpoint holds. 1: everything saved before this number was recorded
 # (up to mimex_jax 0.1.0 of December 2026); 2: the same, with `format` and `mimex_jax_version`
@@ -82,6 +86,8 @@ def config_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[s
     old, new = saved_flat.get(key, missing), current_flat.get(key, missing)
     if old is missing and key in ADDED_KEYS and new == ADDED_KEYS[key]:
       continue
+    if old == "auto" and key in RESOLVED_ON_SAVE:
+      continue
     if old is missing and key in ADDED_KEYS:
       differences.append(f"{key} absent in the checkpoint ({ADDED_KEYS[key]!r} before the key "
                          f"existed) vs {new!r} now")
@@ -102,6 +108,8 @@ def override_flags(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
   flags = []
   for key in sorted(set(saved_flat) | set(current_flat)):
     if key.split(".")[0] in RESUMABLE_KEYS or key not in saved_flat or key not in current_flat:
+      continue
+    if saved_flat[key] == "auto" and key in RESOLVED_ON_SAVE:
       continue
     if saved_flat[key] != current_flat.get(key, "<absent>"):
       value = saved_flat[key]

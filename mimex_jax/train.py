@@ -138,7 +138,8 @@ def _train(config, workdir: str, checkpointer, restore_path: Optional[str],
            show_progress: bool) -> Dict[str, Any]:
   is_main = jax.process_index() == 0
   source, source_update = _restore_source(checkpointer, restore_path)
-  config_dict = checkpoint_lib.config_to_dict(config)
+  # As it trains here (e.g. DrQ's bonus_encoder=auto made): what checkpoints record and compare.
+  config_dict = agents.resolve(checkpoint_lib.config_to_dict(config), jax.default_backend())
   if source is not None:
     source.check_compatible(config_dict, jax.local_device_count(), source_update,
                             jax.process_count())

@@ -79,3 +79,31 @@ def test_bonus_encoder_is_checked(drq_configs):
   with pytest.raises(ConfigError, match="drq.bonus_encoder='latest' is invalid; allowed: auto, "
                                         "current or step_start"):
     check(config, jax.device_count(), "cpu")
+
+
+def test_a_checkpoint_records_the_bonus_encoder_that_trained_and_another_is_refused(
+    drq_configs):
+  """`auto` is made before a run saves: a CPU run's checkpoint says `step_start`, so resuming it
+  where `auto` means `current` (a GPU) is refused with the flag that matches it."""
+  from mimex_jax import agents
+  from mimex_jax.checkpoint_config import config_differences, config_to_dict, override_flags
+  config = config_to_dict(drq_configs.get_config("smoke"))
+  assert config["drq"]["bonus_encoder"] == "auto"
+  on_cpu, on_gpu = agents.resolve(config, "cpu"), agents.resolve(config, "gpu")
+  assert on_cpu["drq"]["bonus_encoder"] == "step_start"
+  assert on_gpu["drq"]["bonus_encoder"] == "current"
+  assert config["drq"]["bonus_encoder"] == "auto"  # the config itself is left as it was
+  assert config_differences(on_cpu, agents.resolve(config, "cpu")) == []
+  assert config_differences(on_cpu, on_gpu) == [
+      "drq.bonus_encoder='step_start' in the checkpoint vs 'current' now"]
+  assert override_flags(on_cpu, on_gpu) == ["--config.drq.bonus_encoder=step_start"]
+  # A value set by hand is kept on every platform.
+  config["drq"]["bonus_encoder"] = "current"
+  assert agents.resolve(config, "cpu")["drq"]["bonus_encoder"] == "current"
+  # Checkpoints saved before `auto` was made hold `auto`: they resume as before.
+  config["drq"]["bonus_encoder"] = "auto"
+  assert config_differences(config, on_gpu) == [] and override_flags(config, on_gpu) == []
+  # PPO has no such choice: its config is recorded as it is.
+  from configs import ppo  # on sys.path since the drq_configs fixture
+  ppo_config = config_to_dict(ppo.get_config("smoke"))
+  assert agents.resolve(ppo_config, "gpu") == ppo_config

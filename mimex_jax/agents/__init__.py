@@ -6,7 +6,7 @@ device_count)`: its own keys). Each takes time-major `[T, B]` rollouts or replay
 returns new parameters and metrics.
 """
 
-from typing import Any
+from typing import Any, Dict
 
 
 def _ppo():
@@ -50,3 +50,11 @@ def build(config: Any):
   env that evaluation runs on, and the fused step of the learner `config.agent` names."""
   builder, _ = _LEARNERS[_agent(config)]()
   return builder.build(config)
+
+
+def resolve(config: Dict[str, Any], platform: str) -> Dict[str, Any]:
+  """`config` (a dict, as checkpoints hold it) with every `auto` choice the learner makes by
+  platform made for `platform` (DrQ's `drq.bonus_encoder`): what a checkpoint records."""
+  _, learner_checks = _LEARNERS[_agent(config)]()
+  return learner_checks.resolve(config, platform) if hasattr(learner_checks, "resolve") else (
+      config)

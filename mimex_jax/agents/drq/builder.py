@@ -6,6 +6,7 @@ from typing import Any
 import jax
 
 from mimex_jax import envs, intrinsic, parallel
+from mimex_jax.agents.drq import config_checks
 from mimex_jax.agents.drq.learner import DrQ
 from mimex_jax.agents.drq.replay import ReplayBuffer
 from mimex_jax.agents.drq.train_step import DrQFusedStep
@@ -37,9 +38,6 @@ def build(config: Any):
   # MIMEx reads windows ending where intrinsic.window_end says; RND and ICM read next_obs only.
   mimex = config.intrinsic.kind == "mimex"
   on_cpu = jax.default_backend() == "cpu"
-  bonus_encoder = config.drq.get("bonus_encoder", "auto")  # checkpoints' configs may lack it
-  if bonus_encoder == "auto":
-    bonus_encoder = "step_start" if on_cpu else "current"
   buffer = ReplayBuffer(
       config.replay.capacity // num_devices, envs_per_device, env.observation_shape,
       drq.obs_dtype, env.action_size, frame_stack=frame_stack, n_step=config.drq.n_step,
@@ -55,7 +53,8 @@ def build(config: Any):
       total_updates=total_updates, intrinsic_features=config.drq.intrinsic_features,
       augment_intrinsic=config.drq.augment_intrinsic,
       intrinsic_padding=config.drq.get("intrinsic_padding", "zeros"),
-      unroll_loops=on_cpu, bonus_encoder=bonus_encoder)
+      unroll_loops=on_cpu,
+      bonus_encoder=config_checks.bonus_encoder(config.drq, jax.default_backend()))
   return eval_env, fused, steps_per_update, total_updates
 
 

@@ -1,7 +1,7 @@
 """DrQ-v2's config keys: observations (`env.obs_type`, `env.pixels`), `env_steps`,
 `updates_per_step`, `replay`, `checkpoint.include_replay` and the `drq` block."""
 
-from typing import Any, List
+from typing import Any, Dict, List
 
 from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_int,
                                      nonneg_number, pixel_rules, positive_int, positive_number,
@@ -39,6 +39,24 @@ RULES: List[Rule] = [
     ("drq.bonus_encoder", lambda x: x in ("auto", "current", "step_start"),
      "auto, current or step_start"),
 ]
+
+
+def bonus_encoder(drq_block: Any, platform: str) -> str:
+  """`drq.bonus_encoder` as it trains on `platform`: `auto` is `step_start` on CPU (where the
+  learner's updates are written out) and `current` elsewhere."""
+  choice = drq_block.get("bonus_encoder", "auto")  # checkpoints' configs may lack it
+  if choice == "auto":
+    return "step_start" if platform == "cpu" else "current"
+  return choice
+
+
+def resolve(config: Dict[str, Any], platform: str) -> Dict[str, Any]:
+  """`config` (a dict) with the choices `auto` leaves to the platform made: what a checkpoint
+  records, so that resuming it on another platform is compared with what actually trained."""
+  if "bonus_encoder" in config.get("drq", {}):
+    config = {**config, "drq": {**config["drq"],
+                                "bonus_encoder": bonus_encoder(config["drq"], platform)}}
+  return config
 
 
 def check(config: Any, device_count: int) -> None:
