@@ -160,7 +160,8 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   # reference's) | step_start (the fused step's starting ones, for all its updates in one pass;
   # at most updates_per_step - 1 steps older) | auto (step_start on CPU, where the learner's
   # updates are unrolled: a copy of the bonus in each made DrQ + MIMEx compile for 5 minutes in
-  # 14.5 GB; current elsewhere). From states both give the same numbers.
+  # 14.5 GB; current elsewhere). From states both give the same numbers. A checkpoint records
+  # what auto made, so resuming it where auto makes the other is refused.
   config.drq.bonus_encoder = "auto"
   # What fills a MIMEx window's positions from before its episode began: zeros (zero
   # embeddings, our default since the first DrQ runs, so recorded results stay comparable; the
