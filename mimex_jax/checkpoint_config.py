@@ -7,7 +7,8 @@ import json
 from typing import Any, Dict, List
 
 RESUMABLE_KEYS = ("total_steps", "log_every", "eval_every", "eval_episodes", "eval_sampled",
-                  "checkpoint", "distributed")  # the process count is checked on its own
+                  "checkpoint", "distributed",  # the process count is checked on its own
+                  "drq.learner_updates")  # how updates run, not what they compute
 # Keys added after runs were saved, with the value that trains as the code did before the key
 # existed: a checkpoint without the key resumes when the current config holds that value.
 ADDED_KEYS = {"env.imports": "", "env.reset_pool": "auto",  # the pool keeps episodes the same
@@ -75,12 +76,17 @@ def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
   return flat
 
 
+def _resumable(key: str) -> bool:
+  """A key (or a key of a block) that may change when a run resumes."""
+  return key in RESUMABLE_KEYS or key.split(".")[0] in RESUMABLE_KEYS
+
+
 def config_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
   """`key=saved (checkpoint) vs current` for every key that matters for training."""
   saved_flat, current_flat = _flatten(saved), _flatten(current)
   differences = []
   for key in sorted(set(saved_flat) | set(current_flat)):
-    if key.split(".")[0] in RESUMABLE_KEYS:
+    if _resumable(key):
       continue
     missing = "<absent>"
     old, new = saved_flat.get(key, missing), current_flat.get(key, missing)
@@ -107,7 +113,7 @@ def override_flags(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
   current_flat = _flatten(current)
   flags = []
   for key in sorted(set(saved_flat) | set(current_flat)):
-    if key.split(".")[0] in RESUMABLE_KEYS or key not in saved_flat or key not in current_flat:
+    if _resumable(key) or key not in saved_flat or key not in current_flat:
       continue
     if saved_flat[key] == "auto" and key in RESOLVED_ON_SAVE:
       continue

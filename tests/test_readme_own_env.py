@@ -31,7 +31,10 @@ def test_readme_own_environment_section_runs_as_written(repo_root, tmp_path):
     shutil.copytree(os.path.join(repo_root, folder), tmp_path / folder)
   bin_dir = tmp_path / "bin"  # `python` in the README is this interpreter
   bin_dir.mkdir()
-  os.symlink(sys.executable, bin_dir / "python")
+  # A script, not a symlink: a virtual environment's interpreter reached through a symlink in
+  # another folder no longer finds the environment (its pyvenv.cfg), nor mimex_jax installed in it.
+  (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+  (bin_dir / "python").chmod(0o755)
   env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV.get('PATH', '')}"}
   env.pop("PYTHONPATH", None)  # the example is found in the current folder, as the README says
   script = "set -euo pipefail\n" + commands

@@ -30,14 +30,17 @@ def build(config: Any):
       reset_pool=envs.uses_reset_pool(env.name, config.env.reset_pool, pixel_backend))
   steps_per_update = config.num_envs * config.env_steps * config.env.action_repeat
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
-  drq = DrQ(env.observation_shape, env.action_size, config.drq, parallel.AXIS)
+  on_cpu = jax.default_backend() == "cpu"
+  # Learner updates in a loop on CPU need gradients that XLA runs fast in one (LoopConv).
+  loop_on_cpu = on_cpu and config_checks.learner_updates(config.drq, "cpu") == "loop"
+  drq = DrQ(env.observation_shape, env.action_size, config.drq, parallel.AXIS,
+            loop_gradients=loop_on_cpu)
   feature_size = (config.drq.feature_dim if config.drq.intrinsic_features == "trunk"
                   else drq.feature_size)
   bonus = intrinsic.make(config.intrinsic, feature_size, env.action_size, parallel.AXIS)
   frame_stack = config.env.pixels.frame_stack if config.env.obs_type == "pixels" else 1
   # MIMEx reads windows ending where intrinsic.window_end says; RND and ICM read next_obs only.
   mimex = config.intrinsic.kind == "mimex"
-  on_cpu = jax.default_backend() == "cpu"
   buffer = ReplayBuffer(
       config.replay.capacity // num_devices, envs_per_device, env.observation_shape,
       drq.obs_dtype, env.action_size, frame_stack=frame_stack, n_step=config.drq.n_step,
@@ -54,6 +57,8 @@ def build(config: Any):
       augment_intrinsic=config.drq.augment_intrinsic,
       intrinsic_padding=config.drq.get("intrinsic_padding", "zeros"),
       unroll_loops=on_cpu,
+      unroll_updates=config_checks.learner_updates(config.drq, jax.default_backend()) == (
+          "unrolled"),
       bonus_encoder=config_checks.bonus_encoder(config.drq, jax.default_backend()))
   return eval_env, fused, steps_per_update, total_updates
 

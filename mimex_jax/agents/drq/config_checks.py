@@ -38,6 +38,8 @@ RULES: List[Rule] = [
     ("drq.intrinsic_padding", lambda x: x in ("zeros", "blank_frame"), "zeros or blank_frame"),
     ("drq.bonus_encoder", lambda x: x in ("auto", "current", "step_start"),
      "auto, current or step_start"),
+    ("drq.learner_updates", lambda x: x in ("auto", "unrolled", "loop"),
+     "auto, unrolled or loop"),
 ]
 
 
@@ -48,6 +50,16 @@ def bonus_encoder(drq_block: Any, platform: str) -> str:
   if choice == "auto":
     return "step_start" if platform == "cpu" else "current"
   return choice
+
+
+def learner_updates(drq_block: Any, platform: str) -> str:
+  """`drq.learner_updates` on `platform`: `unrolled` (each update written out) or `loop`.
+  `auto` is `loop` everywhere: on CPU, at `configs/drq.py:cartpole_swingup_sparse_pixels_cpu`,
+  it compiled in 22-35 s instead of 53-82 s and peaked at 2.3-4.4 GB instead of 4.8-7.4 GB,
+  for 3-5% fewer frames/s (experiments/drq_cost.py; docs/PERFORMANCE.md)."""
+  del platform  # the measured choice is the same on every platform so far
+  choice = drq_block.get("learner_updates", "auto")  # checkpoints' configs may lack it
+  return "loop" if choice == "auto" else choice
 
 
 def resolve(config: Dict[str, Any], platform: str) -> Dict[str, Any]:

@@ -69,14 +69,16 @@ class DrQ:
   """`obs_shape` `[H, W, C]` (uint8 pixels, conv encoder) or `[D]` (states, no encoder)."""
 
   def __init__(self, obs_shape, action_size: int, config: Any,
-               axis_name: Optional[str] = None):
+               axis_name: Optional[str] = None, loop_gradients: bool = False):
     self.config = config
     self.obs_shape = tuple(obs_shape)
     self.action_size = int(action_size)
     self.pixels = len(self.obs_shape) == 3
     self.axis_name = axis_name
-    self.encoder = (PixelEncoder(config.num_filters, config.num_conv_layers) if self.pixels
-                    else StateEncoder())
+    # `loop_gradients`: the encoder's gradients as forward convolutions (`LoopConv`), for
+    # learner updates in a loop on CPU; the same parameters and numbers.
+    self.encoder = (PixelEncoder(config.num_filters, config.num_conv_layers, loop_gradients)
+                    if self.pixels else StateEncoder())
     self.actor = Actor(self.action_size, config.feature_dim, config.hidden_dim)
     self.critic = TwinCritic(config.feature_dim, config.hidden_dim)
     self.critic_optimizer = optax.adam(config.learning_rate)

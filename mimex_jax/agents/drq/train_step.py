@@ -5,7 +5,7 @@ that runs under `pmap`. Each device keeps its own envs and its own buffer shard;
 averaged across devices, so parameters stay identical everywhere.
 """
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from flax import struct
 import jax
@@ -51,6 +51,7 @@ class DrQFusedStep:
                std_duration: int, k_expl: float, anneal_k_expl: bool, total_updates: int,
                intrinsic_features: str = "encoder", augment_intrinsic: bool = True,
                intrinsic_padding: str = "zeros", unroll_loops: bool = False,
+               unroll_updates: Optional[bool] = None,
                bonus_encoder: str = "current", embed_chunk: int = 8,
                axis_name: str = parallel.AXIS):
     """`augment_intrinsic` shifts each sampled context (pixels only) by one random shift of
@@ -60,7 +61,9 @@ class DrQFusedStep:
     `unroll_loops` writes the `updates` learner steps and the `env_steps` env steps out
     instead of looping over them: XLA's CPU backend runs a convolution's kernel gradient inside a
     loop about 11x slower (`experiments/conv_cpu.py`; forward passes run as fast), at the price
-    of a compile that grows with `updates`.
+    of a compile that grows with `updates`. `unroll_updates` (default: `unroll_loops`) decides
+    for the learner steps alone: with an encoder whose gradients are forward convolutions
+    (`drq.learner_updates=loop`) they run in a loop at about the written-out speed.
 
     `bonus_encoder="step_start"` embeds every update's bonus inputs with the encoder as it is at
     the start of the fused step (up to `updates - 1` Adam steps older than `current`'s), in one
@@ -98,6 +101,7 @@ class DrQFusedStep:
     self.augment_intrinsic = augment_intrinsic
     self.intrinsic_padding = intrinsic_padding
     self.unroll_loops = unroll_loops
+    self.unroll_updates = unroll_loops if unroll_updates is None else unroll_updates
     self.bonus_encoder = bonus_encoder
     self.embed_chunk = embed_chunk
     self.axis_name = axis_name
@@ -249,7 +253,7 @@ class DrQFusedStep:
 
     carry = (state.params, state.opt_state, state.intrinsic)
     carry, metrics = jax.lax.scan(one_update, carry, update_keys,
-                                  unroll=self.updates if self.unroll_loops else 1)
+                                  unroll=self.updates if self.unroll_updates else 1)
     return carry, jax.tree.map(jnp.mean, metrics)
 
   def _drq_update(self, params, opt_state, sample: Sample, bonus: jax.Array, weight: jax.Array,
@@ -292,7 +296,7 @@ class DrQFusedStep:
 
     (params, opt_state), metrics = jax.lax.scan(
         one_update, (state.params, state.opt_state), (samples, bonuses, learner_keys[:, 0]),
-        unroll=self.updates if self.unroll_loops else 1)
+        unroll=self.updates if self.unroll_updates else 1)
     metrics = {**metrics, **bonus_metrics}
     return (params, opt_state, intrinsic_state), jax.tree.map(jnp.mean, metrics)
 
