@@ -164,7 +164,7 @@ def get_config(arg: str = "cartpole_swingup_sparse") -> config_dict.ConfigDict:
   # what auto made, so resuming it where auto makes the other is refused.
   config.drq.bonus_encoder = "auto"
   # How a fused step runs its updates_per_step learner updates: unrolled (written out: on CPU
-  # XLA runs a convolution's gradients 7-13x slower inside a loop) | loop (one copy of the
+  # XLA runs a convolution's gradients 6-11x slower inside a loop) | loop (one copy of the
   # update; on CPU the encoder's gradients are then computed as forward convolutions, which run
   # as fast in a loop; the same numbers up to float rounding) | auto (loop: on CPU it compiled
   # 2.4x faster in half the memory for 3-5% fewer frames/s). A performance setting: a run may

@@ -1,16 +1,16 @@
 """A VALID 2-D convolution whose gradients are forward convolutions, for XLA's CPU backend.
 
 Inside a loop (`lax.scan` with `unroll=1`) XLA's CPU backend runs the gradient convolutions it
-derives for a convolution 7-13x slower than written out (measured with jax 0.10.2 on 2 cores,
-`experiments/conv_cpu.py`: the kernel gradient of a 3x3 conv over 128 15x15x32 maps 6.1 s in a
-loop against 0.46 s written out; the input gradient 2.3 s against 0.31 s), while a forward
-convolution runs as fast in a loop as written out. So DrQ's learner updates were written out on
-CPU, one copy of the encoder's backward pass per update, and compiling them took minutes and
-gigabytes. Here both gradients are forward convolutions of the same sizes: the kernel gradient
-convolves the input, channels as the batch and the batch as channels, with the output gradient
-as a kernel (dilated by the stride); the input gradient convolves the output gradient (dilated
-by the stride, padded by the kernel size less one) with the flipped kernel. They run at about
-the written-out speed in a loop as well (0.55 and 0.32 s above). The numbers are the same
+derives for a convolution 6-11x slower than written out (jax 0.10.2, 2 cores, alone,
+`experiments/conv_cpu.py`: over 8 x 128 maps of 15x15x32, a 3x3 conv's kernel gradient took
+2.95 s in a loop against 0.27 s written out, its input gradient 0.89 s against 0.14 s), while
+a forward convolution runs as fast in a loop as written out. So DrQ's learner updates were
+written out on CPU, one copy of the encoder's backward pass per update, and compiling them took
+minutes and gigabytes. Here both gradients are forward convolutions of the same sizes: the
+kernel gradient convolves the input, channels as the batch and the batch as channels, with the
+output gradient as a kernel (dilated by the stride); the input gradient convolves the output
+gradient (dilated by the stride, padded by the kernel size less one) with the flipped kernel.
+They take 0.25 s and 0.13 s in the same loop, as written out. The numbers are the same
 convolutions summed in another order: equal up to float rounding.
 """
 

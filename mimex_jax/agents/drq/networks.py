@@ -21,7 +21,7 @@ class PixelEncoder(nn.Module):
   num_filters: int = 32
   num_layers: int = 4
   # Gradients as forward convolutions (`LoopConv`: the same parameters and numbers), which XLA's
-  # CPU backend runs as fast inside a loop as written out; its own are 7-13x slower in a loop.
+  # CPU backend runs as fast inside a loop as written out; its own are 6-11x slower in a loop.
   loop_gradients: bool = False
 
   @nn.compact
