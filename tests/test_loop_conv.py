@@ -83,10 +83,17 @@ def test_learner_updates_is_checked_and_may_change_on_resume(repo_root):
   from mimex_jax.agents import check
   from mimex_jax.agents.drq.config_checks import learner_updates
   from mimex_jax.config_checks import ConfigError
+  from mimex_jax.agents import build
   config = drq.get_config("smoke")
-  assert learner_updates(config.drq, "cpu") == "loop" == learner_updates(config.drq, "gpu")
-  config.drq.learner_updates = "unrolled"
-  assert learner_updates(config.drq, "cpu") == "unrolled"
+  assert learner_updates(config.drq) == "loop"
+  # What the builder makes of it on this CPU: a loop through LoopConv's gradients, or written out
+  # through XLA's own.
+  for mode, unrolled in (("auto", False), ("unrolled", True)):
+    config.drq.learner_updates = mode
+    _, fused, _, _ = build(config)
+    assert fused.unroll_updates is unrolled
+    assert fused.drq.encoder.loop_gradients is not unrolled
+  assert learner_updates(config.drq) == "unrolled"
   check(config, jax.device_count(), "cpu")
   config.drq.learner_updates = "scan"
   with pytest.raises(ConfigError, match="drq.learner_updates='scan' is invalid; allowed: auto, "

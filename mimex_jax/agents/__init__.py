@@ -2,8 +2,8 @@
 
 A learner's folder holds all of it: losses, learner, fused step (`train_step.py`), `builder.py`
 (`build(config)`: the fused step from a config) and `config_checks.py` (`check(config,
-device_count)`: its own keys). Each takes time-major `[T, B]` rollouts or replayed samples and
-returns new parameters and metrics.
+device_count)`: its own keys; `resolve(config, platform)`: its `auto` choices made). Each takes
+time-major `[T, B]` rollouts or replayed samples and returns new parameters and metrics.
 """
 
 from typing import Any, Dict
@@ -56,5 +56,4 @@ def resolve(config: Dict[str, Any], platform: str) -> Dict[str, Any]:
   """`config` (a dict, as checkpoints hold it) with every `auto` choice the learner makes by
   platform made for `platform` (DrQ's `drq.bonus_encoder`): what a checkpoint records."""
   _, learner_checks = _LEARNERS[_agent(config)]()
-  return learner_checks.resolve(config, platform) if hasattr(learner_checks, "resolve") else (
-      config)
+  return learner_checks.resolve(config, platform)

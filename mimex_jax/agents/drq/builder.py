@@ -31,10 +31,10 @@ def build(config: Any):
   steps_per_update = config.num_envs * config.env_steps * config.env.action_repeat
   total_updates = max(1, math.ceil(config.total_steps / steps_per_update))
   on_cpu = jax.default_backend() == "cpu"
+  loop_updates = config_checks.learner_updates(config.drq) == "loop"
   # Learner updates in a loop on CPU need gradients that XLA runs fast in one (LoopConv).
-  loop_on_cpu = on_cpu and config_checks.learner_updates(config.drq, "cpu") == "loop"
   drq = DrQ(env.observation_shape, env.action_size, config.drq, parallel.AXIS,
-            loop_gradients=loop_on_cpu)
+            loop_gradients=on_cpu and loop_updates)
   feature_size = (config.drq.feature_dim if config.drq.intrinsic_features == "trunk"
                   else drq.feature_size)
   bonus = intrinsic.make(config.intrinsic, feature_size, env.action_size, parallel.AXIS)
@@ -57,8 +57,7 @@ def build(config: Any):
       augment_intrinsic=config.drq.augment_intrinsic,
       intrinsic_padding=config.drq.get("intrinsic_padding", "zeros"),
       unroll_loops=on_cpu,
-      unroll_updates=config_checks.learner_updates(config.drq, jax.default_backend()) == (
-          "unrolled"),
+      unroll_updates=not loop_updates,
       bonus_encoder=config_checks.bonus_encoder(config.drq, jax.default_backend()))
   return eval_env, fused, steps_per_update, total_updates
 

@@ -44,20 +44,20 @@ RULES: List[Rule] = [
 
 
 def bonus_encoder(drq_block: Any, platform: str) -> str:
-  """`drq.bonus_encoder` as it trains on `platform`: `auto` is `step_start` on CPU (where the
-  learner's updates are written out) and `current` elsewhere."""
+  """`drq.bonus_encoder` as it trains on `platform`: `auto` is `step_start` on CPU and
+  `current` elsewhere. (Chosen when the learner's updates were written out on CPU, each with a
+  copy of the bonus; with the updates in a loop, `current` on CPU was not measured.)"""
   choice = drq_block.get("bonus_encoder", "auto")  # checkpoints' configs may lack it
   if choice == "auto":
     return "step_start" if platform == "cpu" else "current"
   return choice
 
 
-def learner_updates(drq_block: Any, platform: str) -> str:
-  """`drq.learner_updates` on `platform`: `unrolled` (each update written out) or `loop`.
-  `auto` is `loop` everywhere: on CPU, at `configs/drq.py:cartpole_swingup_sparse_pixels_cpu`,
-  it compiled in 22-35 s instead of 53-82 s and peaked at 2.3-4.4 GB instead of 4.8-7.4 GB,
-  for 3-5% fewer frames/s (experiments/drq_cost.py; docs/PERFORMANCE.md)."""
-  del platform  # the measured choice is the same on every platform so far
+def learner_updates(drq_block: Any) -> str:
+  """`drq.learner_updates`: `unrolled` (each update written out) or `loop`. `auto` is `loop`:
+  on CPU, at `configs/drq.py:cartpole_swingup_sparse_pixels_cpu`, it compiled in 22-40 s
+  instead of 53-82 s and peaked at 2.3-4.4 GB instead of 4.8-7.4 GB, for 3-5% fewer frames/s
+  (experiments/drq_cost.py; docs/PERFORMANCE.md)."""
   choice = drq_block.get("learner_updates", "auto")  # checkpoints' configs may lack it
   return "loop" if choice == "auto" else choice
 

@@ -1,7 +1,7 @@
 """PPO's config keys: `unroll_length`, observations (`env.obs_type`, `env.pixels`) and the `ppo`
 block."""
 
-from typing import Any, List
+from typing import Any, Dict, List
 
 from mimex_jax.config_checks import (ConfigError, Rule, boolean, check_rules, nonneg_number,
                                      pixel_rules, positive_int, positive_number, sizes,
@@ -46,6 +46,12 @@ PIXEL_RULES: List[Rule] = [
     ("ppo.encoder_checkpoint", lambda x: isinstance(x, str), "a folder written by "
      "`python -m mimex_jax.pretrain`"),
 ]
+
+
+def resolve(config: Dict[str, Any], platform: str) -> Dict[str, Any]:
+  """`config` as a checkpoint records it: PPO leaves no choice to the platform."""
+  del platform
+  return config
 
 
 def check(config: Any, device_count: int) -> None:
