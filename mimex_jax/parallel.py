@@ -116,12 +116,19 @@ def after(tree: Any, earlier: Any) -> Any:
   all-reduces go through gloo, which pairs them by order, and XLA's CPU runtime starts
   independent ones in whatever order they become ready: two crossed (a gloo size mismatch, jax
   0.10.2). `lax.optimization_barrier` did not keep them apart (XLA combined all-reduces across
-  it), a data dependency does. Between devices of one process the order does not matter.
+  it), a data dependency does. Between devices of one process the order does not matter, so
+  there `tree` is returned as it is: the token's sum over every leaf (hundreds with Adam's
+  moments) was fused into each leaf's add, and those copies were about half of DrQ + MIMEx's
+  compile memory on CPU (issue 25).
   """
+  if jax.process_count() == 1:
+    return tree
   floats = [x for x in jax.tree.leaves(earlier)
             if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) and x.size]
   token = sum((x.ravel()[0].astype(jax.numpy.float32) for x in floats),
               jax.numpy.zeros((), jax.numpy.float32)) * 0.0
+  # Computed once: without the barrier XLA fuses the sum into every leaf's add below.
+  token = jax.lax.optimization_barrier(token)
   return jax.tree.map(
       lambda x: x + token.astype(x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)
       else x, tree)
