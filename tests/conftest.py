@@ -86,19 +86,6 @@ def pretrain_smoke_encoder(workdir: str, steps: int, log=lambda line: None) -> s
   return workdir
 
 
-@pytest.fixture(autouse=True, scope="module")
-def release_compiled_programs():
-  """Drops the programs a test file compiled once it is done. XLA's CPU backend maps each
-  program's kernels into memory of their own, and one process may hold at most
-  `vm.max_map_count` (65,530 here) mappings: the slow suite, one process compiling DrQ, MIMEx and
-  pixel programs file after file, reached it in its last file and LLVM aborted ("Unable to
-  allocate section memory", exit 134). The persistent cache makes a recompile a load."""
-  yield
-  import gc
-  jax.clear_caches()
-  gc.collect()
-
-
 @pytest.fixture(scope="session")
 def repo_root():
   return REPO
