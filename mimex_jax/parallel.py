@@ -116,12 +116,13 @@ def after(tree: Any, earlier: Any) -> Any:
   all-reduces go through gloo, which pairs them by order, and XLA's CPU runtime starts
   independent ones in whatever order they become ready: two crossed (a gloo size mismatch, jax
   0.10.2). `lax.optimization_barrier` did not keep them apart (XLA combined all-reduces across
-  it), a data dependency does. Between devices of one process the order does not matter, so
-  there `tree` is returned as it is: the token's sum over every leaf (hundreds with Adam's
-  moments) was fused into each leaf's add, and those copies were about half of DrQ + MIMEx's
-  compile memory on CPU (issue 25).
+  it), a data dependency does. Between the devices of one process it is needed too: without it
+  the smoke PPO step on two CPU devices segfaulted mid-run. On one device the step has no
+  all-reduces (`active_axis`), so there `tree` is returned as it is: the token's sum over every
+  leaf (hundreds with Adam's moments) was fused into each leaf's add, and those copies were
+  about 1.6 of DrQ + MIMEx's 4.35 GB peak on CPU (issue 25).
   """
-  if jax.process_count() == 1:
+  if jax.device_count() == 1:
     return tree
   floats = [x for x in jax.tree.leaves(earlier)
             if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) and x.size]
