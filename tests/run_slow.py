@@ -40,6 +40,9 @@ def main(argv) -> int:
   marker = "slow and not long"
   if "-m" in extra:
     index = extra.index("-m")
+    if index + 1 == len(extra):
+      print("run_slow: -m needs a marker expression, e.g. -m long", file=sys.stderr)
+      return 2
     marker = extra[index + 1]
     del extra[index:index + 2]
   files = selected_files(marker, extra)

@@ -35,6 +35,9 @@ def test_on_several_devices_the_later_phase_depends_on_every_earlier_leaf():
   assert np.isnan(np.asarray(out["w"])[1]).all()  # device 1 read the NaN through the token
   assert np.isfinite(np.asarray(out["w"])[0]).all()
   np.testing.assert_array_equal(out["count"], tree["count"])
+  # The other leaf too, on the other device: the token reads one number of each leaf.
+  out = step(tree, {"p": finite["p"], "q": finite["q"].at[0, 0, 0].set(jnp.nan)})
+  assert np.isnan(np.asarray(out["w"])[0]).all() and np.isfinite(np.asarray(out["w"])[1]).all()
 
 
 def test_on_one_device_the_tree_is_returned_without_a_token(repo_root):
