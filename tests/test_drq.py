@@ -186,7 +186,8 @@ def test_mimex_scores_given_contexts_as_it_scores_rollout_windows():
   """DrQ hands MIMEx sequences sampled from the buffer; the same sequences built from a rollout
   get the same reward and the same model step."""
   steps, envs, size = 6, 4, 3
-  mimex = Mimex(obs_size=size, seq_len=3, mask_ratio=0.5,
+  learning_rate = 1e-4
+  mimex = Mimex(obs_size=size, seq_len=3, mask_ratio=0.5, learning_rate=learning_rate,
                 model_kwargs=dict(embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8))
   state = mimex.init(jax.random.PRNGKey(0), envs)
   next_obs = jax.random.normal(jax.random.PRNGKey(1), (steps, envs, size))
@@ -199,8 +200,11 @@ def test_mimex_scores_given_contexts_as_it_scores_rollout_windows():
   from_context = update(state, IntrinsicBatch(next_obs, zeros, next_obs, done, context=windows),
                         key)
   np.testing.assert_allclose(from_rollout[1], from_context[1], rtol=1e-6)
+  # Adam's first step is learning_rate * g / (|g| + 1e-8): a parameter whose gradient is rounding
+  # noise (|g| near 1e-9; the two programs are compiled apart and round apart) moves by up to a
+  # tenth of the learning rate either way, so parameters agree to half a learning rate, not rtol.
   for a, b in zip(jax.tree.leaves(from_rollout[0].params), jax.tree.leaves(from_context[0].params)):
-    np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=0.5 * learning_rate)
   # The sampled path leaves the rollout history alone.
   np.testing.assert_array_equal(from_context[0].history, state.history)
 
