@@ -45,12 +45,19 @@ VARIANTS = {
                                "integrator": mujoco.mjtIntegrator.mjINT_IMPLICITFAST},
     "substeps2_eulerdamp_off": {"sim_dt": 0.02,
                                 "disableflags": mujoco.mjtDisableBit.mjDSBL_EULERDAMP},
+    # Not physics: how XLA compiles the same step. Its older loop emitters for fusions instead
+    # of the MLIR fusion emitters (the same arithmetic, other code).
+    "xla_loop_emitters": {"compiler_options": {"xla_cpu_use_fusion_emitters": False}},
+    # Fast math lets LLVM reorder floating-point arithmetic and assume no NaN or infinity,
+    # which the trainers' NaN checks rely on: measured to see what it is worth, not offered.
+    "xla_fast_math": {"compiler_options": {"xla_cpu_enable_fast_math": True}},
 }
 
 
 def make_env(task, variant):
   """The trainer's `Env` of `task` with `variant`'s physics options set on its MuJoCo model."""
   options = dict(VARIANTS[variant])
+  options.pop("compiler_options", None)  # a compile option, not the model's (see `_jit`)
   overrides = {"sim_dt": options.pop("sim_dt")} if "sim_dt" in options else {}
   wrapped = envs.make(task, **overrides)
   env = wrapped.backend
@@ -64,6 +71,11 @@ def make_env(task, variant):
     # The env holds its MJX model privately; the experiment rebuilds it from the edited one.
     env._mjx_model = mjx.put_model(model, impl=env._config.impl)  # pylint: disable=protected-access
   return wrapped
+
+
+def _jit(fn, variant):
+  """`jax.jit(fn)` with the variant's XLA compile options, if it has any."""
+  return jax.jit(fn, compiler_options=VARIANTS[variant].get("compiler_options"))
 
 
 def _timed(fn, *args, repeats):
@@ -112,13 +124,13 @@ def throughput(task, variant, batch, unroll, repeats):
   env = make_env(task, variant)
   vector_env = envs.VectorEnv(env, batch, stagger=True, reset_pool=True)
 
-  @jax.jit
   def run(state, key):
     def body(state, step_key):
       action = jax.random.uniform(step_key, (batch, env.action_size), minval=-1, maxval=1)
       return vector_env.step(state, action), None
     return jax.lax.scan(body, state, jax.random.split(key, unroll))[0]
 
+  run = _jit(run, variant)
   state = jax.jit(vector_env.reset)(jax.random.PRNGKey(0))
   start = time.perf_counter()
   state = jax.block_until_ready(run(state, jax.random.PRNGKey(1)))
@@ -136,7 +148,6 @@ def scripted_check(task, variant, batch, steps):
   env = make_env(task, variant).backend
   policy = scripted_policy(task, env)
 
-  @jax.jit
   def run(key):
     states = jax.vmap(env.reset)(jax.random.split(key, batch))
 
@@ -146,7 +157,7 @@ def scripted_check(task, variant, batch, steps):
                       states.done)
     return jax.lax.scan(body, states, None, length=steps)[1]
 
-  success, grip, done = jax.device_get(run(jax.random.PRNGKey(7)))
+  success, grip, done = jax.device_get(_jit(run, variant)(jax.random.PRNGKey(7)))
   return {"success_ever": float(success.max(0).mean()), "success_end": float(success[-1].mean()),
           "nan_episodes": int(done.max(0).sum())}, np.asarray(grip)
 
