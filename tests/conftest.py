@@ -23,14 +23,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # compiled in 12.6 s instead of 18.9 s with the same final metrics (issue 25), but programs that
 # run long (the arm's physics) became many times slower. XLA's older loop emitters for fusions
 # (`use_fusion_emitters=false`) compile faster still: the 2-device smoke PPO step in 14.3 s
-# instead of 21.9 s, the 2-device DrQ + MIMEx step in 42 s instead of 55 s (alone, jax 0.10.2).
+# instead of 21.9 s, the 2-device DrQ + MIMEx step in 42 s instead of 55 s (alone, once each,
+# jax 0.10.2).
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0",
                       "--xla_llvm_disable_expensive_passes=true",
                       "--xla_cpu_use_fusion_emitters=false")
 # Full LLVM optimization (XLA's level 3), per program: `jax.jit(f,
 # compiler_options=FULL_OPTIMIZATION)` undoes the first two FAST_COMPILE_FLAGS for a program
 # that runs long. The older fusion emitters stay: the arm's scripted rollout compiled in 23.9 s
-# instead of 31.7 s with them, and ran in 0.62 s instead of 1.06 s.
+# instead of 31.7 s with them, and ran in 0.62 s instead of 1.06 s (alone, once).
 FULL_OPTIMIZATION = {"xla_backend_optimization_level": 3,
                      "xla_llvm_disable_expensive_passes": False,
                      "xla_cpu_use_fusion_emitters": False}
